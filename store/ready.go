@@ -1,0 +1,138 @@
+package store
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ReadyRepeater is a repeater the dispatcher may hand a batch to.
+type ReadyRepeater struct {
+	ID            int64
+	Domain        string
+	MaxWorkers    int
+	RateLimitPerS float64
+	RateBurst     int
+}
+
+// DomainRepeaters is one domain's ready repeaters, in id order.
+type DomainRepeaters struct {
+	Domain    string
+	Repeaters []ReadyRepeater
+}
+
+// readyRepeatersSQL finds ready repeaters of flag-enabled domains.
+//
+// "not backed off" is next_attempt_at IS NULL OR next_attempt_at <= now; an
+// OR cannot use one index, so it is two branches joined by UNION ALL, each on
+// the partial repeaters_next_attempt_idx. Each tests for a due ready record
+// with EXISTS on the partial repeat_records_ready_idx, so the query returns one
+// row per repeater and its cost follows the number of repeaters and the ready
+// backlog, never the completed history.
+const readyRepeatersSQL = `
+SELECT r.id, r.domain, r.max_workers, r.rate_limit_per_s, r.rate_burst
+FROM repeaters r
+WHERE NOT r.is_deleted AND NOT r.is_paused AND r.next_attempt_at IS NULL
+  AND EXISTS (SELECT 1 FROM repeat_records rr
+              WHERE rr.repeater_id = r.id AND rr.state IN (1, 2) AND rr.next_check <= $1)
+  AND COALESCE((SELECT f.enabled FROM domain_flags f
+                WHERE f.domain = r.domain AND f.flag = 'process_repeaters'), $2)
+UNION ALL
+SELECT r.id, r.domain, r.max_workers, r.rate_limit_per_s, r.rate_burst
+FROM repeaters r
+WHERE NOT r.is_deleted AND NOT r.is_paused AND r.next_attempt_at <= $1
+  AND EXISTS (SELECT 1 FROM repeat_records rr
+              WHERE rr.repeater_id = r.id AND rr.state IN (1, 2) AND rr.next_check <= $1)
+  AND COALESCE((SELECT f.enabled FROM domain_flags f
+                WHERE f.domain = r.domain AND f.flag = 'process_repeaters'), $2)
+ORDER BY 2, 1`
+
+// ReadyRepeatersSQL returns the readiness query and its arguments, for
+// EXPLAIN in tests and benchmarks.
+func (s *Store) ReadyRepeatersSQL(now time.Time) (string, []any) {
+	return readyRepeatersSQL, []any{now, s.ProcessRepeatersDefault}
+}
+
+// ReadyRepeaters returns the ready repeaters of flag-enabled domains, grouped
+// by domain in domain order.
+func (s *Store) ReadyRepeaters(ctx context.Context, now time.Time) ([]DomainRepeaters, error) {
+	rows, err := s.pool.Query(ctx, readyRepeatersSQL, now, s.ProcessRepeatersDefault)
+	if err != nil {
+		return nil, err
+	}
+	ready, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ReadyRepeater, error) {
+		var r ReadyRepeater
+		return r, row.Scan(&r.ID, &r.Domain, &r.MaxWorkers, &r.RateLimitPerS, &r.RateBurst)
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []DomainRepeaters
+	for _, r := range ready {
+		if len(out) == 0 || out[len(out)-1].Domain != r.Domain {
+			out = append(out, DomainRepeaters{Domain: r.Domain})
+		}
+		last := &out[len(out)-1]
+		last.Repeaters = append(last.Repeaters, r)
+	}
+	return out, nil
+}
+
+// NextAttemptAfter returns the earliest backoff end after now among active
+// repeaters, or the zero time when none is backed off.
+func (s *Store) NextAttemptAfter(ctx context.Context, now time.Time) (time.Time, error) {
+	var next *time.Time
+	err := s.pool.QueryRow(ctx, `SELECT min(next_attempt_at) FROM repeaters
+		WHERE NOT is_deleted AND NOT is_paused AND next_attempt_at > $1`, now).Scan(&next)
+	if err != nil || next == nil {
+		return time.Time{}, err
+	}
+	return *next, nil
+}
+
+// BatchDecision is update_repeater's verdict on a repeater after a batch.
+type BatchDecision struct {
+	NextAttemptAt    *time.Time // nil = not backed off
+	BackoffCount     int
+	EffectiveWorkers int
+}
+
+// ApplyBatch applies decide's verdict to the repeater once per batch token:
+// it runs only while the repeater's pending batch is token, and clears it in
+// the same transaction. It reports whether it applied anything.
+func (s *Store) ApplyBatch(ctx context.Context, repeaterID int64, token string,
+	decide func(r *Repeater, sum BatchSummary) BatchDecision) (bool, error) {
+	applied := false
+	err := s.gorm.WithContext(ctx).Transaction(func(tx *gormDB) error {
+		var r Repeater
+		res := tx.Clauses(lockForUpdate).Where("id = ? AND pending_batch = ?", repeaterID, token).Limit(1).Find(&r)
+		if res.Error != nil || res.RowsAffected == 0 {
+			return res.Error
+		}
+		var sum BatchSummary
+		if r.PendingSummary != nil {
+			sum = *r.PendingSummary
+		}
+		d := decide(&r, sum)
+		applied = true
+		return tx.Model(&Repeater{}).Where("id = ?", repeaterID).Updates(map[string]any{
+			"next_attempt_at":   d.NextAttemptAt,
+			"backoff_count":     d.BackoffCount,
+			"effective_workers": d.EffectiveWorkers,
+			"pending_batch":     nil,
+			"pending_summary":   nil,
+			"updated_at":        time.Now(),
+		}).Error
+	})
+	return applied, err
+}
+
+func prefixed(prefix, columns string) string {
+	parts := strings.Split(columns, ",")
+	for i, p := range parts {
+		parts[i] = prefix + strings.TrimSpace(p)
+	}
+	return strings.Join(parts, ", ")
+}

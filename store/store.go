@@ -1,0 +1,66 @@
+// Package store is the only package that speaks SQL. It holds the domain
+// types (Repeater, RepeatRecord, State, Outcome) and every query the engine,
+// the API and the dashboards run against Postgres, the source of truth.
+//
+// Hot queries (readiness, batch loading, outcome recording) are hand-written
+// SQL on the pgx pool; GORM, sharing the same pool, serves the rest.
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// Store reaches Postgres through one connection pool.
+type Store struct {
+	pool *pgxpool.Pool
+	gorm *gorm.DB
+
+	// ProcessRepeatersDefault is the process_repeaters flag of a domain that
+	// has no row in domain_flags. Defaults to true.
+	ProcessRepeatersDefault bool
+}
+
+// Open connects to the database at url.
+func Open(ctx context.Context, url string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, Errorf(EINVALID, "bad DATABASE_URL: %v", err)
+	}
+	if cfg.MaxConns < 16 {
+		cfg.MaxConns = 16
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: connect: %w", err)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pool.Ping(pingCtx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("store: connect: %w", err)
+	}
+	db, err := gorm.Open(postgres.New(postgres.Config{Conn: stdlib.OpenDBFromPool(pool)}),
+		&gorm.Config{Logger: logger.Discard, SkipDefaultTransaction: true})
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("store: gorm: %w", err)
+	}
+	return &Store{pool: pool, gorm: db, ProcessRepeatersDefault: true}, nil
+}
+
+// Close releases the pool.
+func (s *Store) Close() { s.pool.Close() }
+
+// Pool exposes the pool to store's own subpackages and tests.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Ping checks the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
