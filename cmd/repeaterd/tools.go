@@ -8,6 +8,7 @@ import (
 	_ "github.com/bsm/redislock"
 	_ "github.com/chromedp/chromedp"
 	_ "github.com/hibiken/asynq"
+	_ "github.com/hibiken/asynq/x/metrics"
 	_ "github.com/hibiken/asynqmon"
 	_ "github.com/jackc/pglogrepl"
 	_ "github.com/prometheus/client_golang/prometheus"
