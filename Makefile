@@ -6,10 +6,17 @@ SERVICES := scripts/services.sh
 # Every recipe line that needs the services evaluates their URLs first.
 WITH_SERVICES = eval "$$($(SERVICES) up)"
 
-.PHONY: build test services services-down vet fmt-check
+.PHONY: build run test services services-down vet fmt-check
 
 build:
 	$(GO) build -o bin/repeaterd ./cmd/repeaterd
+
+# The demo's sink and dead endpoint live on loopback, so private targets are allowed;
+# short backoffs let you watch the dead endpoint being probed.
+run: build
+	$(WITH_SERVICES); bin/repeaterd migrate && \
+	REPEATERD_ALLOW_PRIVATE_TARGETS=true REPEATERD_BACKOFF_MIN=$${REPEATERD_BACKOFF_MIN:-15s} \
+	REPEATERD_BACKOFF_MAX=$${REPEATERD_BACKOFF_MAX:-2m} exec bin/repeaterd run --demo
 
 services:
 	@$(SERVICES) up

@@ -15,6 +15,7 @@ type ReadyRepeater struct {
 	MaxWorkers    int
 	RateLimitPerS float64
 	RateBurst     int
+	BackoffCount  int // consecutive failed batches; > 0 means the next batch is a probe
 }
 
 // DomainRepeaters is one domain's ready repeaters, in id order.
@@ -32,7 +33,7 @@ type DomainRepeaters struct {
 // row per repeater and its cost follows the number of repeaters and the ready
 // backlog, never the completed history.
 const readyRepeatersSQL = `
-SELECT r.id, r.domain, r.max_workers, r.rate_limit_per_s, r.rate_burst
+SELECT r.id, r.domain, r.max_workers, r.rate_limit_per_s, r.rate_burst, r.backoff_count
 FROM repeaters r
 WHERE NOT r.is_deleted AND NOT r.is_paused AND r.next_attempt_at IS NULL
   AND EXISTS (SELECT 1 FROM repeat_records rr
@@ -40,7 +41,7 @@ WHERE NOT r.is_deleted AND NOT r.is_paused AND r.next_attempt_at IS NULL
   AND COALESCE((SELECT f.enabled FROM domain_flags f
                 WHERE f.domain = r.domain AND f.flag = 'process_repeaters'), $2)
 UNION ALL
-SELECT r.id, r.domain, r.max_workers, r.rate_limit_per_s, r.rate_burst
+SELECT r.id, r.domain, r.max_workers, r.rate_limit_per_s, r.rate_burst, r.backoff_count
 FROM repeaters r
 WHERE NOT r.is_deleted AND NOT r.is_paused AND r.next_attempt_at <= $1
   AND EXISTS (SELECT 1 FROM repeat_records rr
@@ -64,7 +65,7 @@ func (s *Store) ReadyRepeaters(ctx context.Context, now time.Time) ([]DomainRepe
 	}
 	ready, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ReadyRepeater, error) {
 		var r ReadyRepeater
-		return r, row.Scan(&r.ID, &r.Domain, &r.MaxWorkers, &r.RateLimitPerS, &r.RateBurst)
+		return r, row.Scan(&r.ID, &r.Domain, &r.MaxWorkers, &r.RateLimitPerS, &r.RateBurst, &r.BackoffCount)
 	})
 	if err != nil {
 		return nil, err

@@ -384,3 +384,44 @@ func (s *Store) CancelRecord(ctx context.Context, id int64) (*RepeatRecord, erro
 	}
 	return &r, err
 }
+
+// RegisterMany registers one record per body for a repeater in one
+// transaction, for loads (demo, bench, tests). It returns the record ids.
+func (s *Store) RegisterMany(ctx context.Context, repeaterID int64, contentType string, bodies [][]byte) ([]int64, error) {
+	if contentType == "" {
+		contentType = "application/json"
+	}
+	var ids []int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var domain string
+		var maxAttempts int
+		var deleted bool
+		err := tx.QueryRow(ctx, `SELECT domain, max_attempts, is_deleted FROM repeaters WHERE id = $1 FOR SHARE`,
+			repeaterID).Scan(&domain, &maxAttempts, &deleted)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return Errorf(ENOTFOUND, "repeater %d not found", repeaterID)
+		case err != nil:
+			return err
+		case deleted:
+			return Errorf(ECONFLICT, "repeater %d is deleted", repeaterID)
+		}
+		rows, err := tx.Query(ctx, `WITH p AS (
+				INSERT INTO payloads (domain, content_type, body)
+				SELECT $1, $2, b FROM unnest($3::bytea[]) WITH ORDINALITY AS u(b, n) ORDER BY n
+				RETURNING id
+			)
+			INSERT INTO repeat_records (domain, repeater_id, payload_id, max_possible_tries)
+			SELECT $1, $4, p.id, $5 FROM p ORDER BY p.id
+			RETURNING id`, domain, contentType, bodies, repeaterID, maxAttempts)
+		if err != nil {
+			return err
+		}
+		if ids, err = pgx.CollectRows(rows, pgx.RowTo[int64]); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `SELECT pg_notify($1, '')`, NotifyChannel)
+		return err
+	})
+	return ids, err
+}

@@ -1,0 +1,107 @@
+package repeaters
+
+import (
+	"math"
+	"math/rand/v2"
+	"time"
+
+	"repeaterd/store"
+)
+
+// Backoff defaults.
+const (
+	DefaultBackoffMin    = 5 * time.Minute
+	DefaultBackoffMax    = 7 * 24 * time.Hour
+	DefaultBackoffJitter = 0.1
+)
+
+// BackoffPolicy decides a repeater's next attempt from its batch outcomes.
+type BackoffPolicy struct {
+	// Min is the first backoff. Defaults to 5m.
+	Min time.Duration
+	// Max caps the backoff and any Retry-After. Defaults to 168h.
+	Max time.Duration
+	// Jitter spreads each backoff by ± this fraction. Defaults to 0.1.
+	Jitter float64
+	// MaxWorkers caps a repeater's concurrency (MAX_REPEATER_WORKERS). 0 = no cap.
+	MaxWorkers int
+	// Rand returns a float in [0, 1). Defaults to math/rand.
+	Rand func() float64 `json:"-"`
+}
+
+// WithDefaults fills zero fields.
+func (p BackoffPolicy) WithDefaults() BackoffPolicy {
+	if p.Min <= 0 {
+		p.Min = DefaultBackoffMin
+	}
+	if p.Max <= 0 {
+		p.Max = DefaultBackoffMax
+	}
+	if p.Max < p.Min {
+		p.Max = p.Min
+	}
+	if p.Jitter < 0 {
+		p.Jitter = 0
+	}
+	if p.Rand == nil {
+		p.Rand = rand.Float64
+	}
+	return p
+}
+
+// Delay is the backoff after the n-th consecutive failed batch: Min doubling,
+// capped at Max, with jitter, never below retryAfter (itself capped at Max).
+func (p BackoffPolicy) Delay(n int, retryAfter time.Duration) time.Duration {
+	d := float64(p.Min) * math.Pow(2, float64(max(n-1, 0)))
+	d = min(d, float64(p.Max))
+	d *= 1 + p.Jitter*(2*p.Rand()-1)
+	delay := min(time.Duration(d), p.Max)
+	return max(delay, min(retryAfter, p.Max))
+}
+
+// Decide is update_repeater's rule. Any Success or PayloadRejected resets the
+// backoff; only failures back the repeater off; nothing sent leaves it alone.
+// A Retry-After is honoured either way. Concurrency follows AIMD: halved when
+// the endpoint throttles (429/503), one more after a batch without failures.
+func (p BackoffPolicy) Decide(r *store.Repeater, sum store.BatchSummary, now time.Time) store.BatchDecision {
+	d := store.BatchDecision{
+		NextAttemptAt:    r.NextAttemptAt,
+		BackoffCount:     r.BackoffCount,
+		EffectiveWorkers: p.concurrency(r, sum),
+	}
+	switch {
+	case sum.Attempted == 0:
+		return d
+	case sum.Succeeded+sum.Rejected > 0:
+		d.BackoffCount, d.NextAttemptAt = 0, nil
+		if sum.RetryAfter > 0 {
+			d.NextAttemptAt = ptr(now.Add(min(sum.RetryAfter, p.Max)))
+		}
+	default:
+		d.BackoffCount = r.BackoffCount + 1
+		d.NextAttemptAt = ptr(now.Add(p.Delay(d.BackoffCount, sum.RetryAfter)))
+	}
+	return d
+}
+
+// Concurrency is the number of requests a batch of r may have in flight.
+func (p BackoffPolicy) Concurrency(r *store.Repeater) int {
+	limit := r.Workers(p.MaxWorkers)
+	if r.EffectiveWorkers > 0 && r.EffectiveWorkers < limit {
+		return r.EffectiveWorkers
+	}
+	return limit
+}
+
+func (p BackoffPolicy) concurrency(r *store.Repeater, sum store.BatchSummary) int {
+	c := p.Concurrency(r)
+	switch {
+	case sum.Throttled > 0:
+		c = max(1, c/2)
+	case sum.Attempted > 0 && sum.Failed == 0:
+		c = min(c+1, r.Workers(p.MaxWorkers))
+	}
+	return c
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,124 @@
+package repeaters
+
+import (
+	"context"
+	"math"
+	"time"
+
+	"repeaterd/store"
+)
+
+// Legacy path defaults.
+const (
+	DefaultLegacyRetryMin = time.Hour
+	DefaultLegacyPage     = 500
+	// legacyClaim is how long check_repeaters' claim keeps a record from
+	// either path while its send task waits in the queue.
+	legacyClaim = 48 * time.Hour
+)
+
+// LegacySchedule is a record's own retry schedule on the legacy path:
+// Min, then ×3 each time (1h, 3h, 9h, …), capped at Max.
+type LegacySchedule struct {
+	// Min is the first retry delay. Defaults to 1h.
+	Min time.Duration
+	// Max caps the delay. Defaults to 168h.
+	Max time.Duration
+}
+
+// Delay is the wait after a record's n-th failed attempt.
+func (s LegacySchedule) Delay(n int) time.Duration {
+	minD, maxD := s.Min, s.Max
+	if minD <= 0 {
+		minD = DefaultLegacyRetryMin
+	}
+	if maxD <= 0 {
+		maxD = DefaultBackoffMax
+	}
+	d := float64(minD) * math.Pow(3, float64(max(n-1, 0)))
+	return time.Duration(min(d, float64(maxD)))
+}
+
+// Legacy runs the per-record path of domains whose process_repeaters flag
+// is off: check_repeaters claims due records and enqueues one send task per
+// record; each send schedules that record's own retry.
+type Legacy struct {
+	Store    *store.Store
+	Sender   *Sender
+	Schedule LegacySchedule
+	// Page is how many records one claim takes. Defaults to 500.
+	Page int
+	Now  func() time.Time
+}
+
+// CheckRepeaters claims due legacy records page by page and hands each id to
+// enqueue. A record whose enqueue fails is released at once.
+func (l *Legacy) CheckRepeaters(ctx context.Context, enqueue func(ctx context.Context, recordID int64) error) (int, error) {
+	page := l.Page
+	if page <= 0 {
+		page = DefaultLegacyPage
+	}
+	total := 0
+	for ctx.Err() == nil {
+		ids, err := l.Store.ClaimLegacyRecords(ctx, page, legacyClaim)
+		if err != nil {
+			return total, err
+		}
+		for i, id := range ids {
+			if err := enqueue(ctx, id); err != nil {
+				_ = l.Store.ReleaseClaims(context.WithoutCancel(ctx), ids[i:])
+				return total, err
+			}
+			total++
+		}
+		if len(ids) < page {
+			break
+		}
+	}
+	return total, ctx.Err()
+}
+
+// SendRecord sends one record: a deleted repeater cancels it, a paused one
+// postpones it, otherwise one attempt is made and recorded with the record's
+// next retry.
+func (l *Legacy) SendRecord(ctx context.Context, recordID int64) error {
+	now := time.Now
+	if l.Now != nil {
+		now = l.Now
+	}
+	rec, _, err := l.Store.GetRecord(ctx, recordID)
+	if err != nil || !rec.State.Ready() {
+		if store.ErrorCode(err) == store.ENOTFOUND {
+			return nil // purged meanwhile
+		}
+		return err
+	}
+	r, err := l.Store.GetRepeater(ctx, rec.RepeaterID)
+	if err != nil {
+		return err
+	}
+	switch {
+	case r.IsDeleted:
+		_, err := l.Store.CancelRecord(ctx, recordID)
+		if store.ErrorCode(err) == store.ECONFLICT {
+			return nil
+		}
+		return err
+	case r.IsPaused:
+		return l.Store.PostponeRecord(ctx, recordID, now().Add(l.Schedule.Delay(1)))
+	}
+	ready, err := l.Store.ClaimRecord(ctx, recordID, r.Timeout()+time.Minute)
+	if err != nil {
+		if store.ErrorCode(err) == store.ENOTFOUND {
+			return nil // recorded meanwhile
+		}
+		return err
+	}
+	out := l.Sender.Send(ctx, r, ready)
+	observe(out)
+	if out.State == store.StateFail {
+		out.NextCheck = now().Add(max(l.Schedule.Delay(ready.AttemptCount+1), out.RetryAfter))
+	}
+	_, err = l.Store.RecordOutcomes(context.WithoutCancel(ctx), []store.Outcome{out}, nil)
+	return err
+}

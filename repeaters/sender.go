@@ -1,0 +1,333 @@
+package repeaters
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"repeaterd/store"
+)
+
+// Sender defaults and limits.
+const (
+	DefaultSenderMaxInFlight   = 256
+	DefaultSenderMaxRetryAfter = 168 * time.Hour // the max repeater backoff
+	DefaultSenderVersion       = "dev"
+	DefaultRequestTimeout      = 30 * time.Second // a repeater's timeout when timeout_ms is 0
+	MaxResponseBytes           = 64 << 10         // response body read per attempt
+	MaxMessageBytes            = 1024             // an attempt message, as stored
+)
+
+const (
+	// maxIdleConnsPerHost keeps a connection per worker of a busy repeater.
+	maxIdleConnsPerHost = 64
+	// senderDialTimeout bounds a connect. net/http dials apart from the
+	// request's context (so another request may use the connection), which
+	// leaves this as the only limit on a dial to a black-holed address.
+	senderDialTimeout = 10 * time.Second
+)
+
+// SenderConfig configures a Sender.
+type SenderConfig struct {
+	// AllowPrivateTargets lifts the SSRF guard so loopback, private,
+	// link-local and other internal addresses may be dialled: for local runs,
+	// tests and benchmarks (REPEATERD_ALLOW_PRIVATE_TARGETS). Defaults to false.
+	AllowPrivateTargets bool
+	// MaxInFlight caps the HTTP requests in flight across every batch and
+	// single send of the process, so many repeaters cannot exhaust sockets or
+	// memory together. Defaults to 256.
+	MaxInFlight int
+	// MaxRetryAfter caps an endpoint's Retry-After. It should equal the max
+	// backoff, so a broken endpoint cannot park a repeater longer than
+	// failures would. Defaults to 168h.
+	MaxRetryAfter time.Duration
+	// Version is sent as User-Agent "repeaterd/<version>" so receivers can
+	// tell deliveries and releases apart. Defaults to "dev".
+	Version string
+}
+
+// WithDefaults returns c with unset or non-positive fields set to defaults.
+func (c SenderConfig) WithDefaults() SenderConfig {
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = DefaultSenderMaxInFlight
+	}
+	if c.MaxRetryAfter <= 0 {
+		c.MaxRetryAfter = DefaultSenderMaxRetryAfter
+	}
+	c.Version = cmp.Or(c.Version, DefaultSenderVersion)
+	return c
+}
+
+// Sender delivers records over HTTP and classifies each attempt. One Sender
+// is shared by the whole process: its transport pools connections and its
+// slots hold the process-wide in-flight cap.
+type Sender struct {
+	cfg       SenderConfig
+	transport *http.Transport
+	client    *http.Client
+	slots     chan struct{}    // one per request in flight, process-wide
+	now       func() time.Time // wall clock for timestamps; tests fix it
+}
+
+// NewSender returns a Sender configured by cfg (see SenderConfig.WithDefaults).
+func NewSender(cfg SenderConfig) *Sender {
+	cfg = cfg.WithDefaults()
+	dialer := &net.Dialer{Timeout: senderDialTimeout, KeepAlive: 30 * time.Second}
+	if !cfg.AllowPrivateTargets {
+		dialer.Control = guardDial
+	}
+	transport := &http.Transport{
+		Proxy:                 nil, // a proxy would connect on our behalf, past the dial guard
+		DialContext:           dialer.DialContext,
+		ForceAttemptHTTP2:     true, // a custom DialContext turns HTTP/2 off otherwise
+		MaxIdleConns:          cfg.MaxInFlight,
+		MaxIdleConnsPerHost:   min(maxIdleConnsPerHost, cfg.MaxInFlight),
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+	client := &http.Client{
+		Transport: transport,
+		// A redirect is the endpoint's answer, not a new destination: following
+		// it would resend the payload somewhere the repeater never named.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return &Sender{
+		cfg:       cfg,
+		transport: transport,
+		client:    client,
+		slots:     make(chan struct{}, cfg.MaxInFlight),
+		now:       time.Now,
+	}
+}
+
+// Close closes idle connections. The Sender stays usable.
+func (s *Sender) Close() { s.transport.CloseIdleConnections() }
+
+// Send delivers one record and classifies the result; every failure is an
+// Outcome, never an error. It waits for a process-wide slot first; if ctx
+// ends before one frees, the outcome is a Fail saying it was not sent.
+func (s *Sender) Send(ctx context.Context, r *store.Repeater, rec *store.ReadyRecord) store.Outcome {
+	if !takeSendSlot(ctx, s.slots) {
+		return store.Outcome{
+			RecordID:    rec.ID,
+			State:       store.StateFail,
+			Message:     "not sent: " + context.Cause(ctx).Error(),
+			AttemptedAt: s.now(),
+		}
+	}
+	defer func() { <-s.slots }()
+	return s.send(ctx, r, rec)
+}
+
+// SendBatch sends recs with at most concurrency (at least 1) requests in
+// flight for this batch, and within the process-wide MaxInFlight cap. It
+// returns one outcome per record it attempted, in the order of recs, and the
+// ids of the records it never started because ctx ended first, so the caller
+// can release them. Records are started in order, so the attempted ones are
+// a prefix of recs. A request in flight when ctx ends is aborted and counts
+// as an attempt: the endpoint may have received it.
+func (s *Sender) SendBatch(ctx context.Context, r *store.Repeater, recs []store.ReadyRecord, concurrency int) (outcomes []store.Outcome, unsent []int64) {
+	batch := make(chan struct{}, max(concurrency, 1))
+	outcomes = make([]store.Outcome, len(recs))
+	started := 0
+	var wg sync.WaitGroup
+	for i := range recs {
+		// The batch slot first: holding a process-wide slot while waiting for
+		// our own batch would starve other batches.
+		if !takeSendSlot(ctx, batch) {
+			break
+		}
+		if !takeSendSlot(ctx, s.slots) {
+			<-batch
+			break
+		}
+		started++
+		wg.Go(func() {
+			defer func() { <-s.slots; <-batch }()
+			outcomes[i] = s.send(ctx, r, &recs[i])
+		})
+	}
+	wg.Wait()
+	for _, rec := range recs[started:] {
+		unsent = append(unsent, rec.ID)
+	}
+	return outcomes[:started], unsent
+}
+
+// takeSendSlot takes a slot of a semaphore, or reports false once ctx ends.
+func takeSendSlot(ctx context.Context, slots chan struct{}) bool {
+	select {
+	case slots <- struct{}{}:
+	case <-ctx.Done():
+		return false
+	}
+	if ctx.Err() != nil { // select picks at random when both were ready
+		<-slots
+		return false
+	}
+	return true
+}
+
+// send makes one attempt; the caller holds its slots.
+func (s *Sender) send(ctx context.Context, r *store.Repeater, rec *store.ReadyRecord) store.Outcome {
+	at, began := s.now(), time.Now()
+	out := store.Outcome{RecordID: rec.ID, State: store.StateFail, AttemptedAt: at}
+	timeout := senderTimeout(r)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := s.newRequest(ctx, r, rec, at)
+	if err != nil {
+		out.Message = "not sent: " + err.Error()
+	} else if resp, err := s.client.Do(req); err != nil {
+		out.Message = describeSendError(err, timeout)
+	} else {
+		s.readResponse(&out, r, resp)
+	}
+	out.Message = clipAttemptMessage(redactSecret(out.Message, r.SigningSecret))
+	out.Duration = time.Since(began)
+	return out
+}
+
+// senderTimeout is the repeater's per-request timeout, default when unset.
+func senderTimeout(r *store.Repeater) time.Duration {
+	if d := r.Timeout(); d > 0 {
+		return d
+	}
+	return DefaultRequestTimeout
+}
+
+// reservedHeaders are set by the Sender alone: a repeater's own header must
+// not forge the signature, change the id receivers deduplicate on, or
+// mislabel the body.
+var reservedHeaders = map[string]bool{
+	http.CanonicalHeaderKey(HeaderWebhookID):        true,
+	http.CanonicalHeaderKey(HeaderWebhookTimestamp): true,
+	http.CanonicalHeaderKey(HeaderWebhookSignature): true,
+	"Content-Type": true,
+	"User-Agent":   true,
+}
+
+func (s *Sender) newRequest(ctx context.Context, r *store.Repeater, rec *store.ReadyRecord, at time.Time) (*http.Request, error) {
+	if _, err := parseTargetURL(r.URL); err != nil {
+		return nil, err
+	}
+	method := cmp.Or(r.RequestMethod, http.MethodPost) // net/http would default to GET
+	req, err := http.NewRequestWithContext(ctx, method, r.URL, bytes.NewReader(rec.Body))
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range r.Headers {
+		if !reservedHeaders[http.CanonicalHeaderKey(k)] {
+			req.Header.Set(k, v)
+		}
+	}
+	id := WebhookID(rec.ID)
+	req.Header.Set(HeaderWebhookID, id)
+	req.Header.Set(HeaderWebhookTimestamp, strconv.FormatInt(at.Unix(), 10))
+	if r.HasSecret() {
+		req.Header.Set(HeaderWebhookSignature, Sign(r.SigningSecret, id, at, rec.Body))
+	}
+	req.Header.Set("User-Agent", "repeaterd/"+s.cfg.Version)
+	if rec.ContentType != "" {
+		req.Header.Set("Content-Type", rec.ContentType)
+	}
+	return req, nil
+}
+
+// readResponse classifies resp and keeps an excerpt of its body. At most
+// MaxResponseBytes are read: a body that fits is read to EOF, so the
+// connection goes back to the pool; a longer one is cut off by closing the
+// connection, which is cheaper than downloading it.
+func (s *Sender) readResponse(out *store.Outcome, r *store.Repeater, resp *http.Response) {
+	defer resp.Body.Close()
+	out.StatusCode = resp.StatusCode
+	out.State = classifyStatus(resp.StatusCode, r.BackoffCodes)
+	if d, ok := ParseRetryAfter(resp.Header.Get("Retry-After"), s.now()); ok {
+		out.RetryAfter = min(d, s.cfg.MaxRetryAfter)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes))
+	out.Message = cmp.Or(string(body), resp.Status)
+	if err != nil {
+		// The status already decided the outcome: a 2xx was delivered even
+		// if its body then stalled.
+		out.Message += " (reading the response: " + err.Error() + ")"
+	}
+}
+
+// classifyStatus maps a final HTTP status to a record state. 2xx wins over
+// backoff_codes so a delivered record is never sent again.
+func classifyStatus(code int, backoffCodes store.Int32Array) store.State {
+	switch {
+	case code >= 200 && code < 300:
+		return store.StateSuccess
+	case code == http.StatusRequestTimeout, code == http.StatusTooManyRequests,
+		code == http.StatusInternalServerError, code == http.StatusBadGateway,
+		code == http.StatusServiceUnavailable, code == http.StatusGatewayTimeout,
+		backoffCodes.Contains(code):
+		return store.StateFail
+	}
+	return store.StatePayloadRejected
+}
+
+// describeSendError words a request that got no response. The URL that
+// net/http wraps around the cause is dropped: its query may hold a token.
+func describeSendError(err error, timeout time.Duration) string {
+	if pe, ok := errors.AsType[*privateTargetError](err); ok {
+		return pe.Error()
+	}
+	var timedOut bool
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		timedOut, err = ue.Timeout(), ue.Err
+	}
+	switch {
+	case timedOut || errors.Is(err, context.DeadlineExceeded):
+		return fmt.Sprintf("timed out (timeout %s): %v", timeout, err)
+	case errors.Is(err, context.Canceled):
+		return "cancelled before a response: " + err.Error()
+	}
+	return "connection error: " + err.Error()
+}
+
+// redactSecret removes the signing secret, and a whsec_ secret's key, from an
+// attempt message: receivers that echo request headers or a misconfigured
+// debug endpoint must not leak it into attempt history.
+func redactSecret(msg, secret string) string {
+	if secret == "" {
+		return msg
+	}
+	msg = strings.ReplaceAll(msg, secret, "[redacted]")
+	if key, ok := strings.CutPrefix(secret, webhookSecretPrefix); ok && key != "" {
+		msg = strings.ReplaceAll(msg, key, "[redacted]")
+	}
+	return msg
+}
+
+// clipAttemptMessage makes msg storable: valid UTF-8 without NUL (Postgres
+// text rejects both) and at most MaxMessageBytes, cut on a rune boundary.
+func clipAttemptMessage(msg string) string {
+	const ellipsis = "…"
+	if len(msg) > 4*MaxMessageBytes { // bound the work on a 64 KiB body
+		msg = msg[:4*MaxMessageBytes]
+	}
+	msg = strings.ReplaceAll(strings.ToValidUTF8(msg, "\uFFFD"), "\x00", "\uFFFD")
+	if len(msg) <= MaxMessageBytes {
+		return msg
+	}
+	cut := MaxMessageBytes - len(ellipsis)
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return msg[:cut] + ellipsis
+}

@@ -1,0 +1,148 @@
+package tasks
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"repeaterd/repeaters"
+	"repeaterd/store"
+)
+
+// Service is a role: it runs from Start until Stop.
+type Service interface {
+	Start(ctx context.Context) error
+	Stop()
+}
+
+// EngineConfig configures the delivery engine's roles.
+type EngineConfig struct {
+	DatabaseURL string
+	RedisURL    string
+	// AllowPrivateTargets lets repeaters reach private addresses. Defaults to false.
+	AllowPrivateTargets bool
+	// LockTTL is a repeater lock's lifetime while unrenewed. Defaults to 30s.
+	LockTTL time.Duration
+	// MaxInFlight caps a process's in-flight HTTP requests. Defaults to 256.
+	MaxInFlight int
+	// ProcessRepeatersDefault is the process_repeaters flag of a domain
+	// without a row. Defaults to true (set by the caller).
+	ProcessRepeatersDefault bool
+	Backoff                 repeaters.BackoffPolicy
+	// Legacy is the legacy path's per-record retry schedule.
+	Legacy repeaters.LegacySchedule
+	// CheckInterval is how often check_repeaters runs. Defaults to 10s.
+	CheckInterval time.Duration
+	Dispatcher    repeaters.DispatcherConfig
+	Worker        WorkerConfig
+	Version       string
+}
+
+// Engine holds what the engine's roles share: one Postgres pool, one Redis
+// client, the locker, the sender.
+type Engine struct {
+	cfg       EngineConfig
+	Store     *store.Store
+	Redis     redis.UniversalClient
+	Locker    *repeaters.Locker
+	Sender    *repeaters.Sender
+	Client    *Client
+	Processor *repeaters.Processor
+	Legacy    *repeaters.Legacy
+	Logger    *slog.Logger
+}
+
+// OpenEngine connects to Postgres and Redis.
+func OpenEngine(ctx context.Context, cfg EngineConfig, logger *slog.Logger) (*Engine, error) {
+	st, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	st.ProcessRepeatersDefault = cfg.ProcessRepeatersDefault
+	opt, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("bad REDIS_URL: %w", err)
+	}
+	rdb := redis.NewClient(opt)
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	cfg.Backoff = cfg.Backoff.WithDefaults()
+	e := &Engine{cfg: cfg, Store: st, Redis: rdb, Logger: logger}
+	e.Locker = repeaters.NewLocker(rdb, cfg.LockTTL)
+	e.Sender = repeaters.NewSender(repeaters.SenderConfig{
+		AllowPrivateTargets: cfg.AllowPrivateTargets,
+		MaxInFlight:         cfg.MaxInFlight,
+		MaxRetryAfter:       cfg.Backoff.Max,
+		Version:             cfg.Version,
+	})
+	e.Client = NewClient(rdb)
+	e.Processor = &repeaters.Processor{Store: st, Locker: e.Locker, Sender: e.Sender, Policy: cfg.Backoff, Logger: logger}
+	e.Legacy = &repeaters.Legacy{Store: st, Sender: e.Sender, Schedule: cfg.Legacy}
+	if e.cfg.CheckInterval <= 0 {
+		e.cfg.CheckInterval = DefaultCheckInterval
+	}
+	return e, nil
+}
+
+// Close releases the connections.
+func (e *Engine) Close() {
+	e.Sender.Close()
+	_ = e.Redis.Close()
+	e.Store.Close()
+}
+
+// NewDispatcher returns the dispatcher role. Unless configured, the domain
+// in-flight cap follows the live worker pool's total concurrency.
+func (e *Engine) NewDispatcher() *repeaters.Dispatcher {
+	cfg := e.cfg.Dispatcher
+	if cfg.TotalConcurrency == nil {
+		cfg.TotalConcurrency = e.totalConcurrency()
+	}
+	return repeaters.NewDispatcher(cfg, e.Store, e.Redis, e.Locker, e.Client, e.Logger)
+}
+
+// NewWorker returns the worker role running both paths' handlers.
+func (e *Engine) NewWorker(register ...func(*asynq.ServeMux)) *Worker {
+	h := &Handlers{Processor: e.Processor, Client: e.Client}
+	legacy := &LegacyHandlers{Legacy: e.Legacy, Client: e.Client}
+	return NewWorker(e.cfg.Worker, e.Redis, e.Logger, append([]func(*asynq.ServeMux){h.Register, legacy.Register}, register...)...)
+}
+
+// NewScheduler returns the scheduler role: check_repeaters plus extra
+// periodic tasks (invariants refresh, purge).
+func (e *Engine) NewScheduler(extra ...Periodic) *Scheduler {
+	tasks := append([]Periodic{{Every: e.cfg.CheckInterval, Task: NewCheckRepeatersTask()}}, extra...)
+	return NewScheduler(e.Redis, e.Logger, tasks...)
+}
+
+// totalConcurrency sums the concurrency of live asynq servers, read at most
+// every 10s; with none seen yet it assumes one default worker.
+func (e *Engine) totalConcurrency() func(context.Context) int {
+	insp := asynq.NewInspectorFromRedisClient(e.Redis)
+	var cached int
+	var readAt time.Time
+	return func(context.Context) int {
+		if time.Since(readAt) < 10*time.Second && cached > 0 {
+			return cached
+		}
+		readAt = time.Now()
+		total := 0
+		if servers, err := insp.Servers(); err == nil {
+			for _, s := range servers {
+				total += s.Concurrency
+			}
+		}
+		if total == 0 {
+			total = e.cfg.Worker.withDefaults().Concurrency
+		}
+		cached = total
+		return total
+	}
+}

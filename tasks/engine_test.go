@@ -1,0 +1,292 @@
+package tasks_test
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"repeaterd/store"
+	"repeaterd/tasks"
+)
+
+func TestDeliversEveryRecordExactlyOnce(t *testing.T) {
+	h := newHarness(t)
+	sk := newSink(t)
+	total := 0
+	for d := range 3 {
+		for r := range 3 {
+			rep := h.repeater(fmt.Sprintf("d%d", d), sk.url(fmt.Sprintf("/d%d/r%d", d, r)))
+			total += len(h.load(rep, 200))
+		}
+	}
+	h.start("dispatcher", "worker")
+	h.waitFor("every record delivered", 60*time.Second, func() bool {
+		return h.countSQL(`SELECT count(*) FROM repeat_records WHERE state = 4`) == total
+	})
+	if n := h.countSQL(`SELECT count(*) FROM repeat_record_attempts WHERE state = 4`); n != total {
+		t.Fatalf("%d success attempts for %d records", n, total)
+	}
+	if len(sk.seen) != total || sk.duplicates() != 0 {
+		t.Fatalf("sink saw %d ids, %d duplicated; want %d, 0", len(sk.seen), sk.duplicates(), total)
+	}
+}
+
+func TestRoundRobinServesQuietDomainsFirst(t *testing.T) {
+	h := newHarness(t, func(c *tasks.EngineConfig) { c.Worker.Concurrency = 4 })
+	sk := newSink(t)
+	sk.respond = func(w http.ResponseWriter, r *http.Request) { time.Sleep(2 * time.Millisecond) }
+	var busy []*store.Repeater
+	for i := range 10 {
+		busy = append(busy, h.repeater("A", sk.url(fmt.Sprintf("/A/%d", i))))
+	}
+	for _, r := range busy {
+		h.load(r, 500)
+	}
+	quietB := h.repeater("B", sk.url("/B"))
+	quietC := h.repeater("C", sk.url("/C"))
+	h.load(quietB, 10)
+	h.load(quietC, 10)
+	h.start("dispatcher", "worker")
+	h.waitFor("quiet domains delivered", 30*time.Second, func() bool {
+		return sk.count("/B") >= 10 && sk.count("/C") >= 10
+	})
+	doneA := h.countSQL(`SELECT count(*) FROM repeat_records WHERE domain = 'A' AND state = 4`)
+	t.Logf("when B and C were done, A had %d of 5000 delivered", doneA)
+	if doneA >= 2500 {
+		t.Fatalf("A delivered %d of 5000 before the quiet domains finished", doneA)
+	}
+}
+
+func TestConcurrencyCapHoldsAcrossTwoWorkerProcesses(t *testing.T) {
+	h := newHarness(t)
+	sk := newSink(t)
+	sk.respond = func(w http.ResponseWriter, r *http.Request) { time.Sleep(15 * time.Millisecond) }
+	rep := h.repeater("d", sk.url("/capped"), func(r *store.Repeater) { r.MaxWorkers = 3 })
+	h.load(rep, 300)
+	h.spawn("worker")
+	h.spawn("worker")
+	h.start("dispatcher")
+	h.waitFor("delivered", 60*time.Second, func() bool { return sk.count("/capped") >= 300 })
+	sk.mu.Lock()
+	peak := sk.peak["/capped"]
+	sk.mu.Unlock()
+	if peak > 3 || peak < 2 {
+		t.Fatalf("peak concurrency %d, want 2..3 (max_workers 3)", peak)
+	}
+}
+
+func TestRateLimitIsHeldAtTheSink(t *testing.T) {
+	h := newHarness(t)
+	sk := newSink(t)
+	rep := h.repeater("d", sk.url("/limited"), func(r *store.Repeater) { r.RateLimitPerS, r.RateBurst = 20, 5 })
+	h.load(rep, 400)
+	h.start("dispatcher", "worker")
+	h.waitFor("first delivery", 10*time.Second, func() bool { return sk.count("/limited") > 0 })
+	first := sk.times("/limited")[0]
+	time.Sleep(5 * time.Second) // the measurement window itself
+	n := 0
+	for _, at := range sk.times("/limited") {
+		if at.Sub(first) < 5*time.Second {
+			n++
+		}
+	}
+	t.Logf("%d requests in 5s at 20/s, burst 5", n)
+	if n > 20*5+5 || n < 60 {
+		t.Fatalf("%d requests in 5s; want at most 105 (and the limiter should not starve it)", n)
+	}
+}
+
+func deadAddress(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return "http://" + addr + "/dead"
+}
+
+func TestDeadEndpointCostsOneProbePerBackoffWindow(t *testing.T) {
+	h := newHarness(t, func(c *tasks.EngineConfig) {
+		c.Backoff.Min, c.Backoff.Max = 1500*time.Millisecond, 1500*time.Millisecond
+	})
+	sk := newSink(t)
+	dead := h.repeater("d", deadAddress(t), func(r *store.Repeater) { r.MaxAttempts = 2 })
+	healthy := h.repeater("d", sk.url("/healthy"))
+	deadIDs := h.load(dead, 100)
+	h.load(healthy, 100)
+	h.start("dispatcher", "worker")
+	attempts := func() int {
+		return h.countSQL(`SELECT count(*) FROM repeat_record_attempts a JOIN repeat_records r ON r.id = a.record_id WHERE r.repeater_id = $1`, dead.ID)
+	}
+	h.waitFor("first batch on the dead endpoint", 10*time.Second, func() bool { return attempts() > 0 })
+	start := time.Now()
+	firstBatch := attempts()
+	h.waitFor("healthy repeater delivered", 20*time.Second, func() bool { return sk.count("/healthy") >= 100 })
+	time.Sleep(time.Until(start.Add(4 * time.Second))) // about two backoff windows
+	later := attempts()
+	t.Logf("dead endpoint: %d attempts in the first batch, %d after ~4s (two 1.5s windows)", firstBatch, later)
+	if firstBatch > 7 {
+		t.Fatalf("first batch on a dead endpoint made %d requests; want one wave (≤ 7)", firstBatch)
+	}
+	if later > firstBatch+3 {
+		t.Fatalf("%d requests after the first batch in ~2 backoff windows; want at most one probe each", later-firstBatch)
+	}
+	var rec store.RepeatRecord
+	h.waitFor("a record cancelled after max_attempts", 20*time.Second, func() bool {
+		r, _, _ := h.eng.Store.GetRecord(ctx, deadIDs[0])
+		rec = *r
+		return r.State == store.StateCancelled
+	})
+	if rec.AttemptCount != 2 {
+		t.Fatalf("cancelled after %d attempts, want 2", rec.AttemptCount)
+	}
+	if n := h.countSQL(`SELECT count(*) FROM repeat_records WHERE repeater_id = $1 AND state IN (1, 2)`, dead.ID); n < 90 {
+		t.Fatalf("only %d dead-endpoint records still waiting; backoff should keep most unsent", n)
+	}
+}
+
+func TestRetryAfterDelaysTheNextBatch(t *testing.T) {
+	h := newHarness(t, func(c *tasks.EngineConfig) { c.Backoff.Min = 200 * time.Millisecond })
+	sk := newSink(t)
+	sk.respond = func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "3")
+		w.WriteHeader(http.StatusTooManyRequests)
+	}
+	rep := h.repeater("d", sk.url("/throttled"))
+	h.load(rep, 20)
+	h.start("dispatcher", "worker")
+	h.waitFor("two batches", 15*time.Second, func() bool {
+		return h.countSQL(`SELECT count(DISTINCT date_trunc('second', created_at)) FROM repeat_record_attempts`) >= 2
+	})
+	times := sk.times("/throttled")
+	var gap time.Duration
+	for i := 1; i < len(times); i++ {
+		gap = max(gap, times[i].Sub(times[i-1]))
+	}
+	if gap < 3*time.Second {
+		t.Fatalf("largest gap between requests %s; Retry-After: 3 should hold the next batch ≥ 3s", gap)
+	}
+}
+
+func TestReceiverVerifiesSignature(t *testing.T) {
+	h := newHarness(t)
+	sk := newSink(t)
+	sk.secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	rep := h.repeater("d", sk.url("/signed"), func(r *store.Repeater) { r.SigningSecret = sk.secret })
+	h.load(rep, 20)
+	h.start("dispatcher", "worker")
+	h.waitFor("delivered", 15*time.Second, func() bool { return sk.count("/signed") >= 20 })
+	if sk.badSigs != 0 {
+		t.Fatalf("%d of 20 signatures failed verification", sk.badSigs)
+	}
+}
+
+func TestPrivateTargetsAreRefused(t *testing.T) {
+	h := newHarness(t, func(c *tasks.EngineConfig) { c.AllowPrivateTargets = false })
+	sk := newSink(t)
+	port := sk.srv.Listener.Addr().(*net.TCPAddr).Port
+	targets := []string{
+		fmt.Sprintf("http://127.0.0.1:%d/", port),
+		"http://169.254.169.254/latest/meta-data",
+		fmt.Sprintf("http://[::1]:%d/", port),
+		fmt.Sprintf("http://localhost:%d/", port),
+	}
+	var ids []int64
+	for _, u := range targets {
+		ids = append(ids, h.load(h.repeater("d", u, func(r *store.Repeater) { r.MaxAttempts = 1 }), 1)...)
+	}
+	h.start("dispatcher", "worker")
+	for i, id := range ids {
+		var attempts []store.Attempt
+		h.waitFor("attempt on "+targets[i], 15*time.Second, func() bool {
+			_, attempts, _ = h.eng.Store.GetRecord(ctx, id)
+			return len(attempts) > 0
+		})
+		if !strings.Contains(attempts[0].Message, "REPEATERD_ALLOW_PRIVATE_TARGETS") {
+			t.Errorf("%s: attempt message %q does not explain the refusal", targets[i], attempts[0].Message)
+		}
+	}
+	if len(sk.seen) != 0 {
+		t.Fatalf("the sink received %d requests through the SSRF guard", len(sk.seen))
+	}
+}
+
+func TestWorkerKilledMidBatchLosesNothing(t *testing.T) {
+	h := newHarness(t)
+	sk := newSink(t)
+	sk.respond = func(w http.ResponseWriter, r *http.Request) { time.Sleep(20 * time.Millisecond) }
+	rep := h.repeater("d", sk.url("/crash"))
+	ids := h.load(rep, 200)
+	h.start("dispatcher")
+	victim := h.spawn("worker")
+	h.waitFor("a batch in flight", 20*time.Second, func() bool { return sk.count("/crash") >= 10 })
+	victim.kill() // SIGKILL mid-batch
+	killedAt := time.Now()
+	h.spawn("worker")
+	h.waitFor("every record delivered", 60*time.Second, func() bool {
+		return h.countSQL(`SELECT count(*) FROM repeat_records WHERE state = 4`) == len(ids)
+	})
+	t.Logf("recovered %s after the kill; %d ids delivered twice (the batch in flight)", time.Since(killedAt), sk.duplicates())
+	if len(sk.seen) != len(ids) {
+		t.Fatalf("sink saw %d distinct ids, want %d", len(sk.seen), len(ids))
+	}
+	if sk.duplicates() > 50 {
+		t.Fatalf("%d duplicates; at most one batch may be resent", sk.duplicates())
+	}
+}
+
+func TestLeaderFailover(t *testing.T) {
+	h := newHarness(t)
+	sk := newSink(t)
+	rep := h.repeater("d", sk.url("/failover"))
+	h.start("worker")
+	a, b := h.spawn("dispatcher"), h.spawn("dispatcher")
+	h.waitFor("a leader", 10*time.Second, func() bool { return a.isLeading() || b.isLeading() })
+	leader, standby := a, b
+	if b.isLeading() {
+		leader, standby = b, a
+	}
+	h.load(rep, 10)
+	h.waitFor("delivered under the first leader", 10*time.Second, func() bool { return sk.count("/failover") >= 10 })
+	leader.kill()
+	killed := time.Now()
+	h.load(rep, 10)
+	h.waitFor("delivered under the new leader", 10*time.Second, func() bool { return sk.count("/failover") >= 20 })
+	took := time.Since(killed)
+	t.Logf("standby took over and delivered %s after the leader died (lease 1.5s)", took)
+	if !standby.isLeading() {
+		t.Fatal("the standby never led")
+	}
+	if took > 3*time.Second+h.cfg.Dispatcher.LeaseTTL {
+		t.Fatalf("failover took %s", took)
+	}
+	if sk.duplicates() != 0 {
+		t.Fatalf("%d records delivered twice across the failover", sk.duplicates())
+	}
+}
+
+func TestIdleLatency(t *testing.T) {
+	h := newHarness(t)
+	sk := newSink(t)
+	rep := h.repeater("d", sk.url("/latency"))
+	h.start("dispatcher", "worker")
+	var lat []time.Duration
+	for i := range 50 {
+		before := sk.count("/latency")
+		start := time.Now()
+		if _, _, err := h.eng.Store.RegisterRecord(ctx, store.RegisterParams{RepeaterID: rep.ID, Body: []byte(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+		h.waitFor("delivery", 10*time.Second, func() bool { return sk.count("/latency") > before })
+		lat = append(lat, sk.times("/latency")[before].Sub(start))
+	}
+	p50, p99 := percentile(lat, 0.5), percentile(lat, 0.99)
+	t.Logf("idle registration → first attempt: p50 %s, p99 %s (n=50)", p50, p99)
+	if p50 > 300*time.Millisecond {
+		t.Fatalf("p50 %s: new records should wake the dispatcher, not wait for a poll", p50)
+	}
+}

@@ -1,0 +1,317 @@
+package tasks_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"repeaterd/repeaters"
+	"repeaterd/store"
+	"repeaterd/store/storetest"
+	"repeaterd/tasks"
+)
+
+var ctx = context.Background()
+
+// roleEnv makes the test binary run engine roles instead of tests, so tests
+// can kill a worker or dispatcher with SIGKILL.
+const roleEnv = "REPEATERD_E2E_ROLES"
+
+func TestMain(m *testing.M) {
+	if roles := os.Getenv(roleEnv); roles != "" {
+		runRoles(roles)
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// runRoles runs the engine roles named in $REPEATERD_E2E_ROLES with the
+// config in $REPEATERD_E2E_CONFIG until SIGTERM/SIGINT (or SIGKILL).
+func runRoles(roles string) {
+	var cfg tasks.EngineConfig
+	if err := json.Unmarshal([]byte(os.Getenv("REPEATERD_E2E_CONFIG")), &cfg); err != nil {
+		panic(err)
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	sigCtx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	eng, err := tasks.OpenEngine(sigCtx, cfg, logger)
+	if err != nil {
+		panic(err)
+	}
+	services := roleServices(eng, roles)
+	for _, s := range services {
+		if err := s.Start(sigCtx); err != nil {
+			panic(err)
+		}
+	}
+	fmt.Fprintln(os.Stderr, "roles started:", roles)
+	<-sigCtx.Done()
+	for _, s := range services {
+		s.Stop()
+	}
+	eng.Close()
+}
+
+func roleServices(eng *tasks.Engine, roles string) []tasks.Service {
+	var services []tasks.Service
+	if strings.Contains(roles, "dispatcher") {
+		services = append(services, eng.NewDispatcher())
+	}
+	if strings.Contains(roles, "worker") {
+		services = append(services, eng.NewWorker())
+	}
+	if strings.Contains(roles, "scheduler") {
+		services = append(services, eng.NewScheduler())
+	}
+	return services
+}
+
+// harness is one isolated system: its own database, Redis DB and sinks.
+type harness struct {
+	t   *testing.T
+	cfg tasks.EngineConfig
+	eng *tasks.Engine
+}
+
+func testConfig(t *testing.T) tasks.EngineConfig {
+	return tasks.EngineConfig{
+		DatabaseURL:             storetest.NewDB(t),
+		RedisURL:                storetest.RedisDB(t),
+		AllowPrivateTargets:     true,
+		LockTTL:                 2 * time.Second,
+		ProcessRepeatersDefault: true,
+		Backoff:                 repeaters.BackoffPolicy{Min: time.Second, Max: 5 * time.Second, Jitter: 0.0001},
+		Dispatcher:              repeaters.DispatcherConfig{LeaseTTL: 1500 * time.Millisecond},
+		Worker:                  tasks.WorkerConfig{Concurrency: 8, DrainTimeout: 5 * time.Second},
+		Legacy:                  repeaters.LegacySchedule{Min: time.Second, Max: 5 * time.Second},
+		CheckInterval:           200 * time.Millisecond,
+		Version:                 "test",
+	}
+}
+
+func newHarness(t *testing.T, edit ...func(*tasks.EngineConfig)) *harness {
+	t.Helper()
+	cfg := testConfig(t)
+	for _, e := range edit {
+		e(&cfg)
+	}
+	eng, err := tasks.OpenEngine(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(eng.Close)
+	return &harness{t: t, cfg: cfg, eng: eng}
+}
+
+// start runs roles in-process until the test ends.
+func (h *harness) start(roles ...string) {
+	h.t.Helper()
+	for _, s := range roleServices(h.eng, strings.Join(roles, ",")) {
+		if err := s.Start(ctx); err != nil {
+			h.t.Fatal(err)
+		}
+		h.t.Cleanup(s.Stop)
+	}
+}
+
+// spawn runs roles in a subprocess; the returned process can be killed.
+func (h *harness) spawn(roles string) *process {
+	h.t.Helper()
+	cfg, _ := json.Marshal(h.cfg)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), roleEnv+"="+roles, "REPEATERD_E2E_CONFIG="+string(cfg))
+	stderr, _ := cmd.StderrPipe()
+	p := &process{cmd: cmd, started: make(chan struct{}), leading: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		h.t.Fatal(err)
+	}
+	go p.watch(stderr)
+	h.t.Cleanup(p.kill)
+	select {
+	case <-p.started:
+	case <-time.After(20 * time.Second):
+		h.t.Fatalf("subprocess %s did not start", roles)
+	}
+	return p
+}
+
+type process struct {
+	cmd      *exec.Cmd
+	started  chan struct{}
+	leading  chan struct{}
+	once     sync.Once
+	leadOnce sync.Once
+}
+
+func (p *process) watch(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.Contains(line, "roles started") {
+			p.once.Do(func() { close(p.started) })
+		}
+		if strings.Contains(line, "dispatcher leading") {
+			p.leadOnce.Do(func() { close(p.leading) })
+		}
+	}
+}
+
+func (p *process) kill() {
+	if p.cmd.ProcessState == nil {
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+	}
+}
+
+func (p *process) isLeading() bool {
+	select {
+	case <-p.leading:
+		return true
+	default:
+		return false
+	}
+}
+
+// sink is a real HTTP receiver that counts deliveries by webhook-id and
+// watches concurrency, per path.
+type sink struct {
+	srv     *httptest.Server
+	mu      sync.Mutex
+	seen    map[string]int         // webhook-id → deliveries
+	arrived map[string][]time.Time // path → arrival times
+	active  map[string]int
+	peak    map[string]int
+	badSigs int
+	// respond answers a request; default 200.
+	respond func(w http.ResponseWriter, r *http.Request)
+	secret  string
+}
+
+func newSink(t *testing.T) *sink {
+	s := &sink{seen: map[string]int{}, arrived: map[string][]time.Time{}, active: map[string]int{}, peak: map[string]int{}}
+	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+func (s *sink) serve(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	s.mu.Lock()
+	id := r.Header.Get("webhook-id")
+	s.seen[id]++
+	s.arrived[r.URL.Path] = append(s.arrived[r.URL.Path], time.Now())
+	s.active[r.URL.Path]++
+	s.peak[r.URL.Path] = max(s.peak[r.URL.Path], s.active[r.URL.Path])
+	if s.secret != "" {
+		unix, _ := strconv.ParseInt(r.Header.Get("webhook-timestamp"), 10, 64)
+		if !repeaters.Verify(s.secret, id, time.Unix(unix, 0), body, r.Header.Get("webhook-signature")) {
+			s.badSigs++
+		}
+	}
+	respond := s.respond
+	s.mu.Unlock()
+	if respond != nil {
+		respond(w, r)
+	}
+	s.mu.Lock()
+	s.active[r.URL.Path]--
+	s.mu.Unlock()
+}
+
+func (s *sink) url(path string) string { return s.srv.URL + path }
+
+func (s *sink) count(path string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.arrived[path])
+}
+
+func (s *sink) times(path string) []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Time(nil), s.arrived[path]...)
+}
+
+// duplicates returns how many webhook-ids arrived more than once.
+func (s *sink) duplicates() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, c := range s.seen {
+		if c > 1 {
+			n++
+		}
+	}
+	return n
+}
+
+func (h *harness) repeater(domain, url string, edit ...func(*store.Repeater)) *store.Repeater {
+	h.t.Helper()
+	r := &store.Repeater{Domain: domain, Name: domain + url, URL: url}
+	for _, e := range edit {
+		e(r)
+	}
+	if err := h.eng.Store.CreateRepeater(ctx, r); err != nil {
+		h.t.Fatal(err)
+	}
+	return r
+}
+
+func (h *harness) load(r *store.Repeater, n int) []int64 {
+	h.t.Helper()
+	bodies := make([][]byte, n)
+	for i := range bodies {
+		bodies[i] = []byte(fmt.Sprintf(`{"n":%d}`, i))
+	}
+	ids, err := h.eng.Store.RegisterMany(ctx, r.ID, "application/json", bodies)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return ids
+}
+
+func (h *harness) countSQL(sql string, args ...any) int {
+	h.t.Helper()
+	var n int
+	if err := h.eng.Store.Pool().QueryRow(ctx, sql, args...).Scan(&n); err != nil {
+		h.t.Fatal(err)
+	}
+	return n
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func (h *harness) waitFor(what string, timeout time.Duration, cond func() bool) {
+	h.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[min(len(s)-1, int(p*float64(len(s))))]
+}

@@ -1,0 +1,116 @@
+package tasks_test
+
+import (
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"repeaterd/store"
+	"repeaterd/tasks"
+)
+
+func TestLegacyAndNewPathBothDeliverWithDifferentTaskShapes(t *testing.T) {
+	h := newHarness(t)
+	sk := newSink(t)
+	if err := h.eng.Store.SetDomainFlag(ctx, "old", store.FlagProcessRepeaters, false); err != nil {
+		t.Fatal(err)
+	}
+	const n = 300
+	h.load(h.repeater("old", sk.url("/old")), n)
+	h.load(h.repeater("new", sk.url("/new")), n)
+	h.start("dispatcher", "worker", "scheduler")
+	h.waitFor("both paths delivered", 60*time.Second, func() bool {
+		return h.countSQL(`SELECT count(*) FROM repeat_records WHERE state = 4`) == 2*n
+	})
+	if sk.duplicates() != 0 || len(sk.seen) != 2*n {
+		t.Fatalf("sink saw %d ids (%d duplicated), want %d once each", len(sk.seen), sk.duplicates(), 2*n)
+	}
+	insp := asynq.NewInspectorFromRedisClient(h.eng.Redis)
+	processed := func(queue string) int {
+		var info *asynq.QueueInfo
+		h.waitFor("queue "+queue+" drained", 10*time.Second, func() bool {
+			var err error
+			info, err = insp.GetQueueInfo(queue)
+			return err == nil && info.Active == 0 && info.Pending == 0
+		})
+		return info.ProcessedTotal
+	}
+	legacy, batches := processed(tasks.QueueLegacy), processed(tasks.QueueRepeaters)
+	t.Logf("%d records each: legacy ran %d send tasks, the new path %d batches", n, legacy, batches)
+	if legacy < n {
+		t.Fatalf("legacy path ran %d tasks for %d records; it makes one per record", legacy, n)
+	}
+	if batches > n/10 {
+		t.Fatalf("new path ran %d tasks for %d records; it makes one per batch", batches, n)
+	}
+}
+
+func TestFlippingTheFlagUnderLoadDeliversExactlyOnce(t *testing.T) {
+	h := newHarness(t)
+	sk := newSink(t)
+	sk.respond = func(w http.ResponseWriter, r *http.Request) { time.Sleep(time.Millisecond) }
+	var reps []*store.Repeater
+	for i := range 4 {
+		reps = append(reps, h.repeater("flip", sk.url(fmt.Sprintf("/flip/%d", i))))
+	}
+	h.start("dispatcher", "worker", "scheduler")
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Add(2)
+	registered := 0
+	go func() { // load: records keep arriving
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			h.load(reps[i%len(reps)], 5)
+			registered += 5
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	flips := 0
+	go func() { // the toggle, flipped both ways while batches and sends are in flight
+		defer wg.Done()
+		for on := false; ; on = !on {
+			select {
+			case <-stop:
+				return
+			case <-time.After(150 * time.Millisecond):
+			}
+			if err := h.eng.Store.SetDomainFlag(ctx, "flip", store.FlagProcessRepeaters, on); err != nil {
+				t.Error(err)
+				return
+			}
+			flips++
+		}
+	}()
+	time.Sleep(4 * time.Second)
+	close(stop)
+	wg.Wait()
+	h.waitFor("every record terminal", 60*time.Second, func() bool {
+		return h.countSQL(`SELECT count(*) FROM repeat_records WHERE state IN (1, 2)`) == 0
+	})
+	t.Logf("%d records, %d flips, %d delivered", registered, flips, len(sk.seen))
+	if n := h.countSQL(`SELECT count(*) FROM repeat_records WHERE state <> 4`); n != 0 {
+		t.Fatalf("%d records ended in a state other than Success", n)
+	}
+	if len(sk.seen) != registered || sk.duplicates() != 0 {
+		t.Fatalf("sink saw %d ids, %d of them twice; want %d exactly once", len(sk.seen), sk.duplicates(), registered)
+	}
+	insp := asynq.NewInspectorFromRedisClient(h.eng.Redis)
+	for _, q := range []string{tasks.QueueLegacy, tasks.QueueRepeaters} {
+		info, err := insp.GetQueueInfo(q)
+		if err != nil || info.ProcessedTotal == 0 {
+			t.Fatalf("queue %s ran no task during the flips (%v): both paths must have delivered", q, err)
+		}
+		t.Logf("queue %s: %d tasks", q, info.ProcessedTotal)
+	}
+}
+

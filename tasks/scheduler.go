@@ -1,0 +1,54 @@
+package tasks
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultCheckInterval is how often check_repeaters runs.
+const DefaultCheckInterval = 10 * time.Second
+
+// Periodic is one task the scheduler enqueues on an interval.
+type Periodic struct {
+	Every time.Duration
+	Task  *asynq.Task
+}
+
+// Scheduler is the scheduler role: it enqueues periodic tasks. Several may
+// run; each task is unique per interval, so a tick runs once.
+type Scheduler struct {
+	sched *asynq.Scheduler
+	tasks []Periodic
+}
+
+// NewScheduler returns a scheduler for tasks.
+func NewScheduler(rdb redis.UniversalClient, logger *slog.Logger, tasks ...Periodic) *Scheduler {
+	s := asynq.NewSchedulerFromRedisClient(rdb, &asynq.SchedulerOpts{
+		Logger:   asynqLogger{logger},
+		LogLevel: asynq.WarnLevel,
+		EnqueueErrorHandler: func(t *asynq.Task, _ []asynq.Option, err error) {
+			if err != asynq.ErrDuplicateTask {
+				logger.Warn("periodic enqueue", "task", t.Type(), "err", err)
+			}
+		},
+	})
+	return &Scheduler{sched: s, tasks: tasks}
+}
+
+// Start registers the tasks and begins ticking.
+func (s *Scheduler) Start(context.Context) error {
+	for _, p := range s.tasks {
+		if _, err := s.sched.Register(fmt.Sprintf("@every %s", p.Every), p.Task); err != nil {
+			return err
+		}
+	}
+	return s.sched.Start()
+}
+
+// Stop stops ticking.
+func (s *Scheduler) Stop() { s.sched.Shutdown() }
