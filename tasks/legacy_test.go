@@ -113,4 +113,3 @@ func TestFlippingTheFlagUnderLoadDeliversExactlyOnce(t *testing.T) {
 		t.Logf("queue %s: %d tasks", q, info.ProcessedTotal)
 	}
 }
-
