@@ -6,7 +6,7 @@ SERVICES := scripts/services.sh
 # Every recipe line that needs the services evaluates their URLs first.
 WITH_SERVICES = eval "$$($(SERVICES) up)"
 
-.PHONY: build run test services services-down vet fmt-check
+.PHONY: build run test services services-down vet fmt-check check-compose
 
 build:
 	$(GO) build -o bin/repeaterd ./cmd/repeaterd
@@ -31,5 +31,8 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-test: fmt-check vet
+test: fmt-check vet check-compose
 	$(WITH_SERVICES); $(GO) test -race -count=1 -timeout 9m ./...
+
+check-compose:
+	scripts/check-compose.sh

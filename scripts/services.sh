@@ -26,9 +26,9 @@ need_root_install() {
 	log "installing $1"
 	if [ ! -f "$state/.apt-updated" ]; then
 		mkdir -p "$state"
-		DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 && touch "$state/.apt-updated"
+		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update -qq >&2 && touch "$state/.apt-updated"
 	fi
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >&2
+	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "$1" >&2
 }
 
 pg_bindir() {
