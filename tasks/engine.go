@@ -112,7 +112,9 @@ func (e *Engine) NewDispatcher() *repeaters.Dispatcher {
 func (e *Engine) NewWorker(register ...func(*asynq.ServeMux)) *Worker {
 	h := &Handlers{Processor: e.Processor, Client: e.Client}
 	legacy := &LegacyHandlers{Legacy: e.Legacy, Client: e.Client}
-	return NewWorker(e.cfg.Worker, e.Redis, e.Logger, append([]func(*asynq.ServeMux){h.Register, legacy.Register}, register...)...)
+	w := NewWorker(e.cfg.Worker, e.Redis, e.Logger, append([]func(*asynq.ServeMux){h.Register, legacy.Register}, register...)...)
+	h.Draining = w.Draining
+	return w
 }
 
 // NewScheduler returns the scheduler role: check_repeaters plus extra

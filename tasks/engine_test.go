@@ -5,9 +5,11 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"repeaterd/repeaters"
 	"repeaterd/store"
 	"repeaterd/tasks"
 )
@@ -289,4 +291,40 @@ func TestIdleLatency(t *testing.T) {
 	if p50 > 300*time.Millisecond {
 		t.Fatalf("p50 %s: new records should wake the dispatcher, not wait for a poll", p50)
 	}
+}
+
+func TestGracefulShutdownReleasesLocksAndClaims(t *testing.T) {
+	h := newHarness(t, func(c *tasks.EngineConfig) { c.LockTTL = 30 * time.Second })
+	sk := newSink(t)
+	sk.respond = func(w http.ResponseWriter, r *http.Request) { time.Sleep(50 * time.Millisecond) }
+	rep := h.repeater("d", sk.url("/drain"))
+	ids := h.load(rep, 500)
+	h.start("dispatcher")
+	w := h.spawn("worker")
+	h.waitFor("a batch in flight", 20*time.Second, func() bool { return sk.count("/drain") >= 5 })
+	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- w.cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("worker exited badly on SIGTERM: %v", err)
+		}
+	case <-time.After(h.cfg.Worker.DrainTimeout + 5*time.Second):
+		t.Fatal("worker did not stop within its drain timeout")
+	}
+	if n, _ := h.eng.Redis.Exists(ctx, repeaters.LockKey(rep.ID)).Result(); n != 0 {
+		t.Fatal("the repeater lock outlived a graceful shutdown (it would wait for its 30s TTL)")
+	}
+	if n := h.countSQL(`SELECT count(*) FROM repeat_records WHERE state IN (1, 2) AND next_check > now()`); n != 0 {
+		t.Fatalf("%d records left claimed after shutdown", n)
+	}
+	delivered := h.countSQL(`SELECT count(*) FROM repeat_records WHERE state = 4`)
+	if delivered == 0 || delivered != len(sk.seen) {
+		t.Fatalf("recorded %d successes, the sink saw %d ids", delivered, len(sk.seen))
+	}
+	h.spawn("worker") // the rest is delivered by the next worker, at once
+	h.waitFor("the rest delivered", 30*time.Second, func() bool { return sk.count("/drain") >= len(ids) })
 }

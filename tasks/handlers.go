@@ -14,6 +14,8 @@ import (
 type Handlers struct {
 	Processor *repeaters.Processor
 	Client    *Client
+	// Draining reports that the worker is shutting down. Nil = never.
+	Draining func() bool
 }
 
 // Register adds every handler to mux.
@@ -35,9 +37,13 @@ func (h *Handlers) HandleProcessRepeaterTask(ctx context.Context, t *asynq.Task)
 	if !needsUpdate {
 		return nil
 	}
-	// Enqueue even when the task's context ended (shutdown): the update
-	// releases the lock, so the repeater need not wait for its TTL.
-	return h.Client.EnqueueUpdate(context.WithoutCancel(ctx), UpdateRepeaterPayload{RepeaterID: b.RepeaterID, Token: b.Token})
+	ctx = context.WithoutCancel(ctx) // the update releases the lock: it must not be skipped
+	if h.Draining != nil && h.Draining() {
+		// A draining worker may be the last one: apply the update here so the
+		// lock is released now, not when its TTL lapses.
+		return h.Processor.UpdateRepeater(ctx, b.RepeaterID, b.Token)
+	}
+	return h.Client.EnqueueUpdate(ctx, UpdateRepeaterPayload{RepeaterID: b.RepeaterID, Token: b.Token})
 }
 
 // HandleUpdateRepeaterTask applies a batch's outcome and releases the lock.

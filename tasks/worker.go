@@ -3,6 +3,7 @@ package tasks
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -43,8 +44,9 @@ func (c WorkerConfig) withDefaults() WorkerConfig {
 
 // Worker is the worker role: an asynq server running the engine's tasks.
 type Worker struct {
-	srv *asynq.Server
-	mux *asynq.ServeMux
+	srv      *asynq.Server
+	mux      *asynq.ServeMux
+	draining atomic.Bool
 }
 
 // NewWorker wires a worker whose handlers register on its mux.
@@ -69,7 +71,13 @@ func NewWorker(cfg WorkerConfig, rdb redis.UniversalClient, logger *slog.Logger,
 func (w *Worker) Start(context.Context) error { return w.srv.Start(w.mux) }
 
 // Stop drains in-flight tasks (bounded by the drain timeout) and stops.
-func (w *Worker) Stop() { w.srv.Shutdown() }
+func (w *Worker) Stop() {
+	w.draining.Store(true)
+	w.srv.Shutdown()
+}
+
+// Draining reports whether Stop has begun.
+func (w *Worker) Draining() bool { return w.draining.Load() }
 
 // asynqLogger routes asynq's logs to slog.
 type asynqLogger struct{ l *slog.Logger }
