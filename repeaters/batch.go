@@ -68,13 +68,42 @@ func (p *Processor) send(ctx context.Context, r *store.Repeater, b Batch, recs [
 		defer wg.Done()
 		p.keep(sendCtx, cancel, b, ids)
 	}()
-	outcomes, unsent := p.Sender.SendBatch(sendCtx, r, recs, p.Policy.Concurrency(r))
+	outcomes, unsent := p.sendWaves(sendCtx, r, recs)
 	cancel()
 	wg.Wait()
 	for _, o := range outcomes {
 		observe(o)
 	}
 	return outcomes, unsent
+}
+
+// sendWaves sends the first wave (one request per worker) and the rest only
+// if that wave reached the endpoint: when every request of it failed, the
+// endpoint is down and the batch stops, so a dead endpoint costs one wave,
+// not a batch. The records not sent are returned as unsent.
+func (p *Processor) sendWaves(ctx context.Context, r *store.Repeater, recs []store.ReadyRecord) ([]store.Outcome, []int64) {
+	concurrency := p.Policy.Concurrency(r)
+	first := min(len(recs), concurrency)
+	outcomes, unsent := p.Sender.SendBatch(ctx, r, recs[:first], concurrency)
+	rest := recs[first:]
+	if len(unsent) == 0 && reachedEndpoint(outcomes) && len(rest) > 0 {
+		more, moreUnsent := p.Sender.SendBatch(ctx, r, rest, concurrency)
+		return append(outcomes, more...), moreUnsent
+	}
+	for _, rec := range rest {
+		unsent = append(unsent, rec.ID)
+	}
+	return outcomes, unsent
+}
+
+// reachedEndpoint reports whether any outcome is other than a failure.
+func reachedEndpoint(outcomes []store.Outcome) bool {
+	for _, o := range outcomes {
+		if o.State != store.StateFail {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *Processor) keep(ctx context.Context, stop context.CancelFunc, b Batch, ids []int64) {
