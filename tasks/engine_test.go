@@ -96,8 +96,10 @@ func TestRateLimitIsHeldAtTheSink(t *testing.T) {
 		}
 	}
 	t.Logf("%d requests in 5s at 20/s, burst 5", n)
-	if n > 20*5+5 || n < 60 {
-		t.Fatalf("%d requests in 5s; want at most 105 (and the limiter should not starve it)", n)
+	// Tokens are taken at dispatch, a moment before the first arrival that
+	// opens the window: one more token may refill in that moment.
+	if limit := 20*5 + 5 + 1; n > limit || n < 60 {
+		t.Fatalf("%d requests in 5s; want at most %d (and the limiter should not starve it)", n, limit)
 	}
 }
 
