@@ -330,3 +330,44 @@ func TestGracefulShutdownReleasesLocksAndClaims(t *testing.T) {
 	h.spawn("worker") // the rest is delivered by the next worker, at once
 	h.waitFor("the rest delivered", 30*time.Second, func() bool { return sk.count("/drain") >= len(ids) })
 }
+
+func TestRetriedBatchResendsNothingAndUpdateIsIdempotent(t *testing.T) {
+	h := newHarness(t)
+	sk := newSink(t)
+	sk.respond = func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) }
+	rep := h.repeater("d", sk.url("/retry"))
+	h.load(rep, 20)
+	token, ok, err := h.eng.Locker.Acquire(ctx, rep.ID)
+	if err != nil || !ok {
+		t.Fatal("lock", err)
+	}
+	b := repeaters.Batch{RepeaterID: rep.ID, Domain: "d", Token: token, Limit: 20}
+	if _, err := h.eng.Processor.ProcessBatch(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	sent := len(sk.seen)
+	attempts := h.countSQL(`SELECT count(*) FROM repeat_record_attempts`)
+	// The worker "crashed" before enqueueing update_repeater; asynq retries
+	// the task. The failed records are ready again, yet nothing is resent.
+	h.countSQL(`WITH due AS (UPDATE repeat_records SET next_check = now() WHERE state IN (1, 2) RETURNING 1) SELECT count(*) FROM due`)
+	needsUpdate, err := h.eng.Processor.ProcessBatch(ctx, b)
+	if err != nil || !needsUpdate {
+		t.Fatalf("retry: %v, needsUpdate=%v", err, needsUpdate)
+	}
+	if len(sk.seen) != sent || h.countSQL(`SELECT count(*) FROM repeat_record_attempts`) != attempts {
+		t.Fatalf("the retried batch resent: sink %d→%d", sent, len(sk.seen))
+	}
+	for range 2 { // update_repeater twice: one backoff step, not two
+		if err := h.eng.Processor.UpdateRepeater(ctx, rep.ID, token); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, _ := h.eng.Store.GetRepeater(ctx, rep.ID)
+	if got.BackoffCount != 1 || got.NextAttemptAt == nil || got.EffectiveWorkers != 3 {
+		t.Fatalf("after one failed, throttled batch applied twice: backoff_count %d, next %v, workers %d; want 1, set, 3",
+			got.BackoffCount, got.NextAttemptAt, got.EffectiveWorkers)
+	}
+	if held, _ := h.eng.Locker.Holds(ctx, rep.ID, token); held {
+		t.Fatal("update_repeater did not release the lock")
+	}
+}
