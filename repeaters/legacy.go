@@ -12,9 +12,9 @@ import (
 const (
 	DefaultLegacyRetryMin = time.Hour
 	DefaultLegacyPage     = 500
-	// legacyClaim is how long check_repeaters' claim keeps a record from
-	// either path while its send task waits in the queue.
-	legacyClaim = 48 * time.Hour
+	// DefaultLegacyClaim is how long check_repeaters' claim keeps a record
+	// from either path while its send task waits in the queue.
+	DefaultLegacyClaim = 5 * time.Minute
 )
 
 // LegacySchedule is a record's own retry schedule on the legacy path:
@@ -48,7 +48,12 @@ type Legacy struct {
 	Schedule LegacySchedule
 	// Page is how many records one claim takes. Defaults to 500.
 	Page int
-	Now  func() time.Time
+	// Claim is the lease check_repeaters takes on a record. A send task lost
+	// with Redis is re-derived when it lapses: the record is due again, and a
+	// task still queued is not doubled (send tasks are unique per record).
+	// Defaults to 5m.
+	Claim time.Duration
+	Now   func() time.Time
 }
 
 // CheckRepeaters claims due legacy records page by page and hands each id to
@@ -60,7 +65,11 @@ func (l *Legacy) CheckRepeaters(ctx context.Context, enqueue func(ctx context.Co
 	}
 	total := 0
 	for ctx.Err() == nil {
-		ids, err := l.Store.ClaimLegacyRecords(ctx, page, legacyClaim)
+		claim := l.Claim
+		if claim <= 0 {
+			claim = DefaultLegacyClaim
+		}
+		ids, err := l.Store.ClaimLegacyRecords(ctx, page, claim)
 		if err != nil {
 			return total, err
 		}

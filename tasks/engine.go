@@ -37,9 +37,12 @@ type EngineConfig struct {
 	Legacy repeaters.LegacySchedule
 	// CheckInterval is how often check_repeaters runs. Defaults to 10s.
 	CheckInterval time.Duration
-	Dispatcher    repeaters.DispatcherConfig
-	Worker        WorkerConfig
-	Version       string
+	// LegacyClaim is the legacy path's lease on a queued record, and so how
+	// long a send task lost with Redis delays its record. Defaults to 5m.
+	LegacyClaim time.Duration
+	Dispatcher  repeaters.DispatcherConfig
+	Worker      WorkerConfig
+	Version     string
 }
 
 // Engine holds what the engine's roles share: one Postgres pool, one Redis
@@ -84,7 +87,7 @@ func OpenEngine(ctx context.Context, cfg EngineConfig, logger *slog.Logger) (*En
 	})
 	e.Client = NewClient(rdb)
 	e.Processor = &repeaters.Processor{Store: st, Locker: e.Locker, Sender: e.Sender, Policy: cfg.Backoff, Logger: logger}
-	e.Legacy = &repeaters.Legacy{Store: st, Sender: e.Sender, Schedule: cfg.Legacy}
+	e.Legacy = &repeaters.Legacy{Store: st, Sender: e.Sender, Schedule: cfg.Legacy, Claim: cfg.LegacyClaim}
 	if e.cfg.CheckInterval <= 0 {
 		e.cfg.CheckInterval = DefaultCheckInterval
 	}

@@ -33,11 +33,14 @@ func NewCheckRepeatersTask() *asynq.Task {
 		asynq.Queue(QueuePeriodic), asynq.Unique(checkTimeout), asynq.MaxRetry(0), asynq.Timeout(checkTimeout))
 }
 
-// NewSendRepeatRecordTask builds send_repeat_record for one record.
+// NewSendRepeatRecordTask builds send_repeat_record for one record. Its ID
+// is the record's, so a record re-claimed while its task still waits is not
+// queued twice.
 func NewSendRepeatRecordTask(recordID int64) *asynq.Task {
 	body, _ := json.Marshal(SendRepeatRecordPayload{RecordID: recordID})
 	return asynq.NewTask(TypeSendRepeatRecord, body,
-		asynq.Queue(QueueLegacy), asynq.MaxRetry(3), asynq.Timeout(5*time.Minute))
+		asynq.Queue(QueueLegacy), asynq.TaskID(fmt.Sprintf("send:%d", recordID)),
+		asynq.MaxRetry(3), asynq.Timeout(5*time.Minute))
 }
 
 // LegacyHandlers runs the legacy path's tasks.

@@ -3,6 +3,7 @@ package tasks
 import (
 	"context"
 	"log/slog"
+	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
@@ -57,6 +58,7 @@ func NewWorker(cfg WorkerConfig, rdb redis.UniversalClient, logger *slog.Logger,
 		Queues:            QueuePriorities,
 		TaskCheckInterval: cfg.TaskCheckInterval,
 		ShutdownTimeout:   cfg.DrainTimeout,
+		RetryDelayFunc:    RetryDelay,
 		Logger:            asynqLogger{logger},
 		LogLevel:          asynq.WarnLevel,
 	})
@@ -78,6 +80,14 @@ func (w *Worker) Stop() {
 
 // Draining reports whether Stop has begun.
 func (w *Worker) Draining() bool { return w.draining.Load() }
+
+// RetryDelay is how long a failed task waits: 1s doubling to a minute, with
+// jitter. Failures here are mostly a database or Redis blip; asynq's default
+// (15s and up, growing as n⁴) would hold repeaters up long after recovery.
+func RetryDelay(n int, _ error, _ *asynq.Task) time.Duration {
+	d := min(time.Second<<min(n, 6), time.Minute)
+	return d/2 + rand.N(d/2+1)
+}
 
 // asynqLogger routes asynq's logs to slog.
 type asynqLogger struct{ l *slog.Logger }

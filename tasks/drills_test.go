@@ -1,0 +1,266 @@
+package tasks_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"repeaterd/store"
+	"repeaterd/tasks"
+)
+
+// Drills run the system under a steady load and break something mid-run.
+// `make test` runs them short; `make chaos` (REPEATERD_CHAOS=1) runs them long.
+func chaos() bool { return os.Getenv("REPEATERD_CHAOS") != "" }
+
+func drillLength(short, long time.Duration) time.Duration {
+	if chaos() {
+		return long
+	}
+	return short
+}
+
+// steadyLoad registers records on every repeater until stop is closed.
+type steadyLoad struct {
+	h     *harness
+	reps  []*store.Repeater
+	stop  chan struct{}
+	done  sync.WaitGroup
+	total atomic.Int64
+}
+
+func startLoad(h *harness, reps ...*store.Repeater) *steadyLoad {
+	l := &steadyLoad{h: h, reps: reps, stop: make(chan struct{})}
+	l.done.Add(1)
+	go func() {
+		defer l.done.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-l.stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			r := reps[i%len(reps)]
+			bodies := [][]byte{[]byte(fmt.Sprintf(`{"i":%d}`, i)), []byte(fmt.Sprintf(`{"i":%d,"b":1}`, i))}
+			if _, err := h.eng.Store.RegisterMany(ctx, r.ID, "", bodies); err == nil {
+				l.total.Add(2)
+			} // a registration refused during an outage is the client's to retry: it was never accepted
+		}
+	}()
+	return l
+}
+
+func (l *steadyLoad) finish() int {
+	close(l.stop)
+	l.done.Wait()
+	return int(l.total.Load())
+}
+
+// assertNothingLost: every record terminal and a Success, each received at
+// least once, duplicates bounded (a duplicate is by construction the same
+// webhook-id: the sink counts ids).
+func assertNothingLost(h *harness, sk *sink, registered, maxDuplicates int) {
+	h.t.Helper()
+	h.waitFor("every record delivered", 90*time.Second, func() bool {
+		return h.countSQL(`SELECT count(*) FROM repeat_records WHERE state = 4`) == registered
+	})
+	if n := h.countSQL(`SELECT count(*) FROM repeat_records`); n != registered {
+		h.t.Fatalf("%d records in the database, %d registered", n, registered)
+	}
+	sk.mu.Lock()
+	distinct := len(sk.seen)
+	sk.mu.Unlock()
+	if distinct != registered {
+		h.t.Fatalf("sink received %d distinct ids for %d records", distinct, registered)
+	}
+	if d := sk.duplicates(); d > maxDuplicates {
+		h.t.Fatalf("%d ids delivered more than once (bound %d)", d, maxDuplicates)
+	}
+	h.t.Logf("%d records delivered, %d duplicates", registered, sk.duplicates())
+}
+
+func TestDrillWorkerKilledRepeatedly(t *testing.T) {
+	h := newHarness(t)
+	sk := newSink(t)
+	sk.respond = func(w http.ResponseWriter, r *http.Request) { time.Sleep(5 * time.Millisecond) }
+	reps := []*store.Repeater{h.repeater("a", sk.url("/a")), h.repeater("b", sk.url("/b"))}
+	h.start("dispatcher")
+	load := startLoad(h, reps...)
+	for range 5 {
+		w := h.spawn("worker")
+		before := len(sk.times("/a")) + len(sk.times("/b"))
+		h.waitFor("deliveries under this worker", 20*time.Second, func() bool {
+			return len(sk.times("/a"))+len(sk.times("/b")) > before+20
+		})
+		w.kill()
+	}
+	h.spawn("worker")
+	assertNothingLost(h, sk, load.finish(), 5*2*50) // at most the batches in flight at each kill
+}
+
+func TestDrillRedisLosesEverything(t *testing.T) {
+	h := newHarness(t, func(c *tasks.EngineConfig) { c.LegacyClaim = 2 * time.Second })
+	sk := newSink(t)
+	if err := h.eng.Store.SetDomainFlag(ctx, "old", store.FlagProcessRepeaters, false); err != nil {
+		t.Fatal(err)
+	}
+	reps := []*store.Repeater{h.repeater("new", sk.url("/new")), h.repeater("old", sk.url("/old"))}
+	h.start("dispatcher", "worker", "scheduler")
+	load := startLoad(h, reps...)
+	time.Sleep(drillLength(time.Second, 10*time.Second))
+	// Every task, lock, lease and uniqueness key vanishes (this test's DB only).
+	if err := h.eng.Redis.FlushDB(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	lost := time.Now()
+	time.Sleep(drillLength(time.Second, 10*time.Second))
+	registered := load.finish()
+	assertNothingLost(h, sk, registered, registered)
+	t.Logf("recovered and drained %s after Redis lost everything (reconcile: lock TTL 2s, legacy claim 2s)", time.Since(lost))
+}
+
+// pgProxy stands between the system and Postgres; cut() drops every
+// connection and refuses new ones for a while, as a restart does.
+type pgProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	conns  []net.Conn
+	downTo time.Time
+}
+
+func newPGProxy(t *testing.T, dbURL string) (*pgProxy, string) {
+	u, _ := url.Parse(dbURL)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pgProxy{ln: ln, target: u.Host}
+	go p.serve()
+	t.Cleanup(func() { ln.Close(); p.cut(0) })
+	u.Host = ln.Addr().String()
+	return p, u.String()
+}
+
+func (p *pgProxy) serve() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		down := time.Now().Before(p.downTo)
+		if !down {
+			p.conns = append(p.conns, c)
+		}
+		p.mu.Unlock()
+		if down {
+			c.Close()
+			continue
+		}
+		go p.pipe(c)
+	}
+}
+
+func (p *pgProxy) pipe(c net.Conn) {
+	up, err := net.Dial("tcp", p.target)
+	if err != nil {
+		c.Close()
+		return
+	}
+	p.mu.Lock()
+	p.conns = append(p.conns, up)
+	p.mu.Unlock()
+	go func() { io.Copy(up, c); up.Close() }()
+	io.Copy(c, up)
+	c.Close()
+}
+
+func (p *pgProxy) cut(down time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.downTo = time.Now().Add(down)
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func TestDrillPostgresRestart(t *testing.T) {
+	var proxy *pgProxy
+	h := newHarness(t, func(c *tasks.EngineConfig) { proxy, c.DatabaseURL = newPGProxy(t, c.DatabaseURL) })
+	sk := newSink(t)
+	reps := []*store.Repeater{h.repeater("a", sk.url("/a")), h.repeater("b", sk.url("/b"))}
+	h.start("dispatcher", "worker", "scheduler")
+	load := startLoad(h, reps...) // registers through the proxy too: refused while down
+	time.Sleep(drillLength(time.Second, 5*time.Second))
+	proxy.cut(drillLength(3*time.Second, 20*time.Second))
+	restarted := time.Now()
+	time.Sleep(drillLength(5*time.Second, 30*time.Second))
+	registered := load.finish()
+	assertNothingLost(h, sk, registered, registered/10)
+	t.Logf("drained %s after Postgres went away for %s", time.Since(restarted), drillLength(3*time.Second, 20*time.Second))
+	if n := h.countSQL(`SELECT count(*) FROM (SELECT record_id FROM repeat_record_attempts WHERE state = 4 GROUP BY 1 HAVING count(*) > 1) x`); n != 0 {
+		t.Fatalf("%d records have two success attempts: double-recorded", n)
+	}
+}
+
+func TestDrillEndpointFlaps(t *testing.T) {
+	h := newHarness(t, func(c *tasks.EngineConfig) { c.Backoff.Min, c.Backoff.Max = 500*time.Millisecond, 2*time.Second })
+	sk := newSink(t)
+	flapUntil := time.Now().Add(drillLength(3*time.Second, 30*time.Second))
+	sk.respond = func(w http.ResponseWriter, r *http.Request) {
+		if time.Now().Before(flapUntil) {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	}
+	rep := h.repeater("d", sk.url("/flap"), func(r *store.Repeater) { r.MaxAttempts = 100 })
+	h.start("dispatcher", "worker")
+	load := startLoad(h, rep)
+	time.Sleep(time.Until(flapUntil) + time.Second)
+	registered := load.finish()
+	h.waitFor("every record delivered", 60*time.Second, func() bool {
+		return h.countSQL(`SELECT count(*) FROM repeat_records WHERE state = 4`) == registered
+	})
+	got, _ := h.eng.Store.GetRepeater(ctx, rep.ID)
+	if got.BackoffCount != 0 || got.NextAttemptAt != nil {
+		t.Fatalf("the repeater did not recover: backoff_count %d", got.BackoffCount)
+	}
+	failed := h.countSQL(`SELECT count(*) FROM repeat_record_attempts WHERE state = 2`)
+	t.Logf("%d records delivered after the flap; %d failed attempts while it lasted", registered, failed)
+}
+
+func TestDrillSlowEndpointDoesNotSlowOthers(t *testing.T) {
+	h := newHarness(t)
+	sk := newSink(t)
+	slowFor := drillLength(3*time.Second, 10*time.Second)
+	sk.respond = func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(slowFor)
+		}
+	}
+	slow := h.repeater("s", sk.url("/slow"), func(r *store.Repeater) { r.TimeoutMS = 500 })
+	fast := h.repeater("f", sk.url("/fast"))
+	h.load(slow, 50)
+	h.load(fast, 1000)
+	h.start("dispatcher", "worker")
+	start := time.Now()
+	h.waitFor("the fast repeater delivered", 30*time.Second, func() bool { return sk.count("/fast") >= 1000 })
+	took := time.Since(start)
+	timeouts := h.countSQL(`SELECT count(*) FROM repeat_record_attempts a JOIN repeat_records r ON r.id = a.record_id
+		WHERE r.repeater_id = $1 AND a.state = 2 AND a.message ILIKE '%timeout%'`, slow.ID)
+	t.Logf("fast repeater: 1000 records in %s beside a 500ms-timeout endpoint; %d timeouts recorded", took, timeouts)
+	if timeouts == 0 {
+		t.Fatal("no timeout was recorded as a failure")
+	}
+	if took > slowFor {
+		t.Fatalf("the fast repeater took %s: the slow endpoint held it up", took)
+	}
+}
