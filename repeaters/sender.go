@@ -261,8 +261,9 @@ func (s *Sender) readResponse(out *store.Outcome, r *store.Repeater, resp *http.
 	out.Message = cmp.Or(string(body), resp.Status)
 	if err != nil {
 		// The status already decided the outcome: a 2xx was delivered even
-		// if its body then stalled.
-		out.Message += " (reading the response: " + err.Error() + ")"
+		// if its body then stalled. The error goes first, where clipping
+		// cannot drop it.
+		out.Message = "reading the response failed: " + err.Error() + "; body: " + out.Message
 	}
 }
 

@@ -126,7 +126,7 @@ func FuzzValidateURL(f *testing.F) {
 	})
 }
 
-func TestParseInetATON(t *testing.T) {
+func TestValidateURLInetATON(t *testing.T) {
 	tests := []struct {
 		in   string
 		want string // "" = not an address

@@ -37,7 +37,7 @@ func TestSignRawSecret(t *testing.T) {
 	}
 }
 
-func TestVerify(t *testing.T) {
+func TestSignVerify(t *testing.T) {
 	body := []byte(specBody)
 	tests := []struct {
 		name   string
