@@ -22,9 +22,13 @@ find_promtool() {
 }
 
 has_candidate() {
-	local policy
-	policy=$(apt-cache policy prometheus 2>/dev/null || true)
-	[[ $policy =~ Candidate:\ [0-9] ]]
+	local out
+	out=$(apt-cache policy prometheus 2>/dev/null || true)
+	[[ $out =~ Candidate:\ [0-9] ]]
+}
+
+restore_policy() {
+	if [ -n "$policy_backup" ]; then mv -f "$policy_backup" "$policy"; else rm -f "$policy"; fi
 }
 
 install_promtool() {
@@ -51,16 +55,15 @@ install_promtool() {
 	# policy-rc.d exit 101 = "action forbidden": invoke-rc.d and
 	# deb-systemd-invoke then start no service during the install. An existing
 	# policy is put back afterwards.
-	local policy=/usr/sbin/policy-rc.d backup=""
+	# Globals, not locals: the EXIT trap may run after this function returns.
+	policy=/usr/sbin/policy-rc.d
+	policy_backup=""
 	local was_running
 	was_running=$(pidof prometheus prometheus-node-exporter 2>/dev/null || true)
 	if [ -e "$policy" ]; then
-		backup=$(mktemp)
-		cp -p "$policy" "$backup"
+		policy_backup=$(mktemp)
+		cp -p "$policy" "$policy_backup"
 	fi
-	restore_policy() {
-		if [ -n "$backup" ]; then mv -f "$backup" "$policy"; else rm -f "$policy"; fi
-	}
 	trap restore_policy EXIT
 	printf '#!/bin/sh\nexit 101\n' >"$policy"
 	chmod 755 "$policy"
@@ -98,7 +101,7 @@ if [ -z "$promtool" ]; then
 fi
 
 cd "$root"
-"$promtool" --version 2>&1 | head -1 >&2
+{ "$promtool" --version 2>&1 || true; } | sed -n 1p >&2
 set -x
 "$promtool" check rules dashboards/alerts.yml
 "$promtool" check config dashboards/prometheus.yml

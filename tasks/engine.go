@@ -57,6 +57,9 @@ type Engine struct {
 	Processor *repeaters.Processor
 	Legacy    *repeaters.Legacy
 	Logger    *slog.Logger
+	// redisOpt gives asynq's server and scheduler connections of their own,
+	// which they close on shutdown.
+	redisOpt asynq.RedisConnOpt
 }
 
 // OpenEngine connects to Postgres and Redis.
@@ -71,13 +74,18 @@ func OpenEngine(ctx context.Context, cfg EngineConfig, logger *slog.Logger) (*En
 		st.Close()
 		return nil, fmt.Errorf("bad REDIS_URL: %w", err)
 	}
+	redisOpt, err := asynq.ParseRedisURI(cfg.RedisURL)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("bad REDIS_URL: %w", err)
+	}
 	rdb := redis.NewClient(opt)
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("redis: %w", err)
 	}
 	cfg.Backoff = cfg.Backoff.WithDefaults()
-	e := &Engine{cfg: cfg, Store: st, Redis: rdb, Logger: logger}
+	e := &Engine{cfg: cfg, Store: st, Redis: rdb, Logger: logger, redisOpt: redisOpt}
 	e.Locker = repeaters.NewLocker(rdb, cfg.LockTTL)
 	e.Sender = repeaters.NewSender(repeaters.SenderConfig{
 		AllowPrivateTargets: cfg.AllowPrivateTargets,
@@ -93,6 +101,9 @@ func OpenEngine(ctx context.Context, cfg EngineConfig, logger *slog.Logger) (*En
 	}
 	return e, nil
 }
+
+// DatabaseURL is the Postgres URL the engine was opened with.
+func (e *Engine) DatabaseURL() string { return e.cfg.DatabaseURL }
 
 // Close releases the connections.
 func (e *Engine) Close() {
@@ -115,7 +126,7 @@ func (e *Engine) NewDispatcher() *repeaters.Dispatcher {
 func (e *Engine) NewWorker(register ...func(*asynq.ServeMux)) *Worker {
 	h := &Handlers{Processor: e.Processor, Client: e.Client}
 	legacy := &LegacyHandlers{Legacy: e.Legacy, Client: e.Client}
-	w := NewWorker(e.cfg.Worker, e.Redis, e.Logger, append([]func(*asynq.ServeMux){h.Register, legacy.Register}, register...)...)
+	w := NewWorker(e.cfg.Worker, e.redisOpt, e.Logger, append([]func(*asynq.ServeMux){h.Register, legacy.Register}, register...)...)
 	h.Draining = w.Draining
 	return w
 }
@@ -124,7 +135,7 @@ func (e *Engine) NewWorker(register ...func(*asynq.ServeMux)) *Worker {
 // periodic tasks (invariants refresh, purge).
 func (e *Engine) NewScheduler(extra ...Periodic) *Scheduler {
 	tasks := append([]Periodic{{Every: e.cfg.CheckInterval, Task: NewCheckRepeatersTask()}}, extra...)
-	return NewScheduler(e.Redis, e.Logger, tasks...)
+	return NewScheduler(e.redisOpt, e.Logger, tasks...)
 }
 
 // totalConcurrency sums the concurrency of live asynq servers, read at most

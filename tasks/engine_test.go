@@ -301,9 +301,13 @@ func TestGracefulShutdownReleasesLocksAndClaims(t *testing.T) {
 	sk.respond = func(w http.ResponseWriter, r *http.Request) { time.Sleep(50 * time.Millisecond) }
 	rep := h.repeater("d", sk.url("/drain"))
 	ids := h.load(rep, 500)
-	h.start("dispatcher")
+	d := h.eng.NewDispatcher()
+	if err := d.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
 	w := h.spawn("worker")
 	h.waitFor("a batch in flight", 20*time.Second, func() bool { return sk.count("/drain") >= 5 })
+	d.Stop() // so no new batch takes the lock after the drained one releases it
 	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -327,6 +331,7 @@ func TestGracefulShutdownReleasesLocksAndClaims(t *testing.T) {
 	if delivered == 0 || delivered != len(sk.seen) {
 		t.Fatalf("recorded %d successes, the sink saw %d ids", delivered, len(sk.seen))
 	}
+	h.start("dispatcher")
 	h.spawn("worker") // the rest is delivered by the next worker, at once
 	h.waitFor("the rest delivered", 30*time.Second, func() bool { return sk.count("/drain") >= len(ids) })
 }

@@ -163,6 +163,9 @@ func (p *process) watch(r io.Reader) {
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		line := sc.Text()
+		if os.Getenv("E2E_DEBUG") != "" {
+			fmt.Fprintln(os.Stderr, "child:", line)
+		}
 		if strings.Contains(line, "roles started") {
 			p.once.Do(func() { close(p.started) })
 		}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 )
 
 // DefaultCheckInterval is how often check_repeaters runs.
@@ -27,8 +26,8 @@ type Scheduler struct {
 }
 
 // NewScheduler returns a scheduler for tasks.
-func NewScheduler(rdb redis.UniversalClient, logger *slog.Logger, tasks ...Periodic) *Scheduler {
-	s := asynq.NewSchedulerFromRedisClient(rdb, &asynq.SchedulerOpts{
+func NewScheduler(redisOpt asynq.RedisConnOpt, logger *slog.Logger, tasks ...Periodic) *Scheduler {
+	s := asynq.NewScheduler(redisOpt, &asynq.SchedulerOpts{
 		Logger:   asynqLogger{logger},
 		LogLevel: asynq.WarnLevel,
 		EnqueueErrorHandler: func(t *asynq.Task, _ []asynq.Option, err error) {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 )
 
 // Worker defaults.
@@ -51,9 +50,9 @@ type Worker struct {
 }
 
 // NewWorker wires a worker whose handlers register on its mux.
-func NewWorker(cfg WorkerConfig, rdb redis.UniversalClient, logger *slog.Logger, register ...func(*asynq.ServeMux)) *Worker {
+func NewWorker(cfg WorkerConfig, redisOpt asynq.RedisConnOpt, logger *slog.Logger, register ...func(*asynq.ServeMux)) *Worker {
 	cfg = cfg.withDefaults()
-	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
+	srv := asynq.NewServer(redisOpt, asynq.Config{
 		Concurrency:       cfg.Concurrency,
 		Queues:            QueuePriorities,
 		TaskCheckInterval: cfg.TaskCheckInterval,

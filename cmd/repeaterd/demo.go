@@ -129,18 +129,17 @@ func (d *demo) register(ctx context.Context, n int) {
 }
 
 func (d *demo) report(ctx context.Context) {
-	rows, err := d.eng.Store.Pool().Query(ctx, `SELECT state, count(*) FROM repeat_records GROUP BY state ORDER BY state`)
+	counts, err := d.eng.Store.RecordCounts(ctx, "")
 	if err != nil {
 		return
 	}
-	defer rows.Close()
-	args := []any{"sink_received", d.received.Load()}
-	for rows.Next() {
-		var s store.State
-		var n int64
-		if rows.Scan(&s, &n) == nil {
-			args = append(args, s.String(), n)
-		}
+	byState := map[store.State]int64{}
+	for _, c := range counts.Counts {
+		byState[c.State] += c.Count
+	}
+	args := []any{"sink_received", d.received.Load(), "live_counts", counts.Live}
+	for _, s := range store.AllStates {
+		args = append(args, s.String(), byState[s])
 	}
 	d.logger.Info("demo records by state", args...)
 }

@@ -1,0 +1,278 @@
+package dashboards_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"repeaterd/dashboards"
+	"repeaterd/store"
+	"repeaterd/store/storetest"
+)
+
+var bg = context.Background()
+
+// scrape gathers g into "name{label="value",...}" → value. Counters,
+// gauges and untyped metrics only (histograms by their _count).
+func scrape(t *testing.T, g prometheus.Gatherer) map[string]float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+			}
+			key := mf.GetName()
+			if len(labels) > 0 {
+				key += "{" + strings.Join(labels, ",") + "}"
+			}
+			switch {
+			case m.Gauge != nil:
+				out[key] = m.GetGauge().GetValue()
+			case m.Counter != nil:
+				out[key] = m.GetCounter().GetValue()
+			case m.Untyped != nil:
+				out[key] = m.GetUntyped().GetValue()
+			case m.Histogram != nil:
+				out[key+"_count"] = float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return out
+}
+
+// violationGauges picks repeaterd_invariant_violations out of a scrape.
+func violationGauges(t *testing.T, g prometheus.Gatherer) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	for k, v := range scrape(t, g) {
+		if check, ok := strings.CutPrefix(k, dashboards.MetricInvariantViolations+`{check="`); ok {
+			out[strings.TrimSuffix(check, `"}`)] = v
+		}
+	}
+	return out
+}
+
+func wantViolations(nonzero map[string]float64) map[string]float64 {
+	want := map[string]float64{}
+	for _, c := range store.InvariantChecks {
+		want[c] = 0
+	}
+	maps.Copy(want, nonzero)
+	return want
+}
+
+func assertViolations(t *testing.T, g prometheus.Gatherer, want map[string]float64) {
+	t.Helper()
+	got := violationGauges(t, g)
+	if !maps.Equal(got, want) {
+		t.Fatalf("%s:\n got %v\nwant %v", dashboards.MetricInvariantViolations, got, want)
+	}
+}
+
+type metricsDB struct {
+	t   *testing.T
+	s   *store.Store
+	url string
+}
+
+func newMetricsDB(t *testing.T) *metricsDB {
+	t.Helper()
+	url := storetest.NewDB(t)
+	s, err := store.Open(bg, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return &metricsDB{t: t, s: s, url: url}
+}
+
+func (db *metricsDB) exec(sql string, args ...any) {
+	db.t.Helper()
+	storetest.Exec(db.t, db.url, sql, args...)
+}
+
+func (db *metricsDB) repeater(domain string) int64 {
+	db.t.Helper()
+	r := &store.Repeater{Domain: domain, Name: "r", URL: "http://127.0.0.1:1/hook"}
+	if err := db.s.CreateRepeater(bg, r); err != nil {
+		db.t.Fatal(err)
+	}
+	return r.ID
+}
+
+func (db *metricsDB) records(repeaterID int64, n int) []int64 {
+	db.t.Helper()
+	var ids []int64
+	for range n {
+		rec, _, err := db.s.RegisterRecord(bg, store.RegisterParams{RepeaterID: repeaterID, Body: []byte(`{}`)})
+		if err != nil {
+			db.t.Fatal(err)
+		}
+		ids = append(ids, rec.ID)
+	}
+	return ids
+}
+
+func (db *metricsDB) refresh() {
+	db.t.Helper()
+	if err := db.s.RefreshInvariants(bg); err != nil {
+		db.t.Fatal(err)
+	}
+}
+
+// syncStats sets repeat_record_stats to the exact counts, as a WAL consumer
+// that has caught up would, and marks the aggregate fed.
+func (db *metricsDB) syncStats() {
+	db.t.Helper()
+	db.exec(`DELETE FROM repeat_record_stats`)
+	db.exec(`INSERT INTO repeat_record_stats (domain, repeater_id, state, count)
+		SELECT domain, repeater_id, state, count(*) FROM repeat_records GROUP BY 1, 2, 3`)
+	db.exec(`INSERT INTO stats_progress (slot_name, applied_lsn) VALUES ('test_slot', '0/1') ON CONFLICT DO NOTHING`)
+}
+
+func TestInvariantsCollectorFollowsTheView(t *testing.T) {
+	db := newMetricsDB(t)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(dashboards.NewInvariantsCollector(db.s))
+
+	assertViolations(t, reg, wantViolations(nil))
+	firstRefresh := scrape(t, reg)[dashboards.MetricInvariantsLastRefresh]
+	if firstRefresh <= 0 {
+		t.Fatalf("%s = %v before any refresh; the migration populates the view", dashboards.MetricInvariantsLastRefresh, firstRefresh)
+	}
+
+	// One repeater per check, each with its own number of bad records.
+	type violation struct {
+		check string
+		want  float64
+		seed  func() (fix string, ids []int64)
+	}
+	cases := []violation{
+		{store.CheckReadyOnDeletedRepeater, 3, func() (string, []int64) {
+			id := db.repeater("dash")
+			ids := db.records(id, 3)
+			db.exec(`UPDATE repeaters SET is_deleted = true WHERE id = $1`, id) // behind DeleteRepeater's back
+			return `UPDATE repeat_records SET state = 8 WHERE id = ANY($1)`, ids
+		}},
+		{store.CheckStarvedReadyRecords, 2, func() (string, []int64) {
+			ids := db.records(db.repeater("dash"), 2)
+			db.exec(`UPDATE repeat_records SET registered_at = now() - interval '3 days',
+				next_check = now() - interval '3 days' WHERE id = ANY($1)`, ids)
+			return `UPDATE repeat_records SET state = 8 WHERE id = ANY($1)`, ids
+		}},
+		{store.CheckSuccessWithoutAttempt, 1, func() (string, []int64) {
+			ids := db.records(db.repeater("dash"), 1)
+			db.exec(`UPDATE repeat_records SET state = 4, attempt_count = 1 WHERE id = ANY($1)`, ids)
+			return `INSERT INTO repeat_record_attempts (record_id, state, status_code) SELECT unnest($1::bigint[]), 4, 200`, ids
+		}},
+		{store.CheckFailPastMaxAttempts, 5, func() (string, []int64) {
+			ids := db.records(db.repeater("dash"), 5)
+			db.exec(`UPDATE repeat_records SET state = 2, attempt_count = max_possible_tries WHERE id = ANY($1)`, ids)
+			return `UPDATE repeat_records SET state = 8 WHERE id = ANY($1)`, ids
+		}},
+		{store.CheckDomainMismatch, 6, func() (string, []int64) {
+			id := db.repeater("dash")
+			// The foreign key forbids it: disable its trigger for this session.
+			db.exec(fmt.Sprintf(`SET session_replication_role = replica;
+				WITH p AS (INSERT INTO payloads (domain, body) VALUES ('other', '') RETURNING id)
+				INSERT INTO repeat_records (domain, repeater_id, payload_id)
+				SELECT 'other', %d, p.id FROM p, generate_series(1, 6)`, id))
+			return `UPDATE repeat_records SET domain = 'dash' WHERE repeater_id = ANY($1)`, []int64{id}
+		}},
+	}
+	fixes := map[string][]int64{}
+	want := map[string]float64{}
+	for _, c := range cases {
+		fix, ids := c.seed()
+		fixes[fix] = append(fixes[fix], ids...)
+		want[c.check] = c.want
+	}
+	// Everything long settled and counted by the consumer, then the
+	// aggregate corrupted by hand: stats_drift.
+	drifted := db.repeater("dash")
+	db.records(drifted, 1)
+	db.exec(`UPDATE repeaters SET updated_at = now() - interval '1 hour'`)
+	db.exec(`UPDATE repeat_records SET registered_at = least(registered_at, now() - interval '1 hour'),
+		next_check = least(next_check, now() - interval '1 hour')`)
+	db.syncStats()
+	db.exec(`UPDATE repeat_record_stats SET count = count + 4 WHERE repeater_id = $1 AND state = 1`, drifted)
+	want[store.CheckStatsDrift] = 4
+	if len(want) != len(store.InvariantChecks) {
+		t.Fatalf("the test seeds %d checks of %d", len(want), len(store.InvariantChecks))
+	}
+
+	// The collector reads the view: nothing moves until it is refreshed.
+	assertViolations(t, reg, wantViolations(nil))
+	db.refresh()
+	assertViolations(t, reg, wantViolations(want))
+	secondRefresh := scrape(t, reg)[dashboards.MetricInvariantsLastRefresh]
+	if secondRefresh <= firstRefresh {
+		t.Fatalf("last refresh %v did not move past %v", secondRefresh, firstRefresh)
+	}
+	if now := float64(time.Now().UnixNano()) / 1e9; secondRefresh > now+1 || secondRefresh < now-60 {
+		t.Fatalf("last refresh %v is not a Unix time near %v", secondRefresh, now)
+	}
+
+	// Repair, let the consumer catch up, refresh: every gauge back to 0.
+	for _, fix := range slices.Sorted(maps.Keys(fixes)) {
+		db.exec(fix, fixes[fix])
+	}
+	db.syncStats()
+	db.refresh()
+	assertViolations(t, reg, wantViolations(nil))
+}
+
+type downReader struct{}
+
+func (downReader) InvariantCounts(context.Context) (map[string]int64, error) {
+	return nil, errors.New("database down")
+}
+
+func (downReader) LastInvariantsRefresh(context.Context) (time.Time, error) {
+	return time.Time{}, errors.New("database down")
+}
+
+type neverRefreshedReader struct{}
+
+func (neverRefreshedReader) InvariantCounts(context.Context) (map[string]int64, error) {
+	return map[string]int64{store.CheckStatsDrift: 0}, nil
+}
+
+func (neverRefreshedReader) LastInvariantsRefresh(context.Context) (time.Time, error) {
+	return time.Time{}, nil
+}
+
+func TestInvariantsCollectorReportsErrorsNotZeros(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(dashboards.NewInvariantsCollector(downReader{}))
+	mfs, err := reg.Gather()
+	if err == nil || !strings.Contains(err.Error(), "database down") {
+		t.Fatalf("gather error = %v, want the read error", err)
+	}
+	var names []string
+	for _, mf := range mfs {
+		names = append(names, mf.GetName())
+	}
+	if len(names) != 0 {
+		t.Fatalf("a failed read exported %v; it must export nothing rather than zeros", names)
+	}
+
+	reg = prometheus.NewRegistry()
+	reg.MustRegister(dashboards.NewInvariantsCollector(neverRefreshedReader{}))
+	if v, ok := scrape(t, reg)[dashboards.MetricInvariantsLastRefresh]; !ok || v != 0 {
+		t.Fatalf("never refreshed: %s = %v (present %v), want 0", dashboards.MetricInvariantsLastRefresh, v, ok)
+	}
+}

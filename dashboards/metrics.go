@@ -1,0 +1,107 @@
+package dashboards
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/hibiken/asynq"
+	asynqmetrics "github.com/hibiken/asynq/x/metrics"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"repeaterd/store"
+)
+
+// MetricRepeatersInBackoff is the gauge of repeaters waiting out a backoff.
+const MetricRepeatersInBackoff = "repeaterd_repeaters_in_backoff"
+
+// MetricsConfig says what a process's /metrics exports. Labels never name a
+// domain or a repeater (cardinality): per-tenant numbers live on the web
+// dashboard, not in Prometheus.
+type MetricsConfig struct {
+	// Store, when set, adds the metrics read from Postgres at scrape time:
+	// the invariants (InvariantsCollector) and repeaterd_repeaters_in_backoff.
+	// They describe the database, not the process, so one role per
+	// deployment (the web role) should export them; alert rules take max()
+	// across instances all the same. Defaults to none.
+	Store *store.Store
+	// Inspector, when set, adds asynq's queue collector (asynq_queue_size,
+	// asynq_queue_latency_seconds, asynq_tasks_enqueued_total{queue,state},
+	// ...), read from Redis at scrape time; like Store, one role should set
+	// it. Defaults to none.
+	Inspector *asynq.Inspector
+	// Collectors are registered as they are: the engine's
+	// (repeaters.Collectors()) in the dispatcher and worker roles, the stats
+	// consumer's (StatsConsumer.Collectors()) in the stats role. Defaults to
+	// none.
+	Collectors []prometheus.Collector
+}
+
+// NewRegistry returns a registry holding the Go runtime and process
+// collectors and everything cfg names. Registering two collectors that export
+// the same metric is an error.
+func NewRegistry(cfg MetricsConfig) (*prometheus.Registry, error) {
+	reg := prometheus.NewRegistry()
+	cs := []prometheus.Collector{
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	}
+	if cfg.Store != nil {
+		cs = append(cs, NewInvariantsCollector(cfg.Store), newRepeatersInBackoffCollector(cfg.Store))
+	}
+	if cfg.Inspector != nil {
+		cs = append(cs, asynqmetrics.NewQueueMetricsCollector(cfg.Inspector))
+	}
+	cs = append(cs, cfg.Collectors...)
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("metrics: register %T: %w", c, err)
+		}
+	}
+	return reg, nil
+}
+
+// Handler serves g in the Prometheus exposition format, for /metrics. A
+// collector that fails (the database or Redis is down) is left out of the
+// scrape and logged in promhttp_metric_handler_errors_total; the rest is
+// still served.
+func Handler(g prometheus.Gatherer) http.Handler {
+	opts := promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}
+	if reg, ok := g.(prometheus.Registerer); ok {
+		opts.Registry = reg
+	}
+	return promhttp.HandlerFor(g, opts)
+}
+
+// backoffCounter is what the repeaters-in-backoff gauge reads; *store.Store
+// is one.
+type backoffCounter interface {
+	RepeatersInBackoff(ctx context.Context) (int64, error)
+}
+
+// repeatersInBackoffCollector exports repeaterd_repeaters_in_backoff, counted
+// at scrape time on a partial index, so it is never stale.
+type repeatersInBackoffCollector struct {
+	src  backoffCounter
+	desc *prometheus.Desc
+}
+
+func newRepeatersInBackoffCollector(src backoffCounter) *repeatersInBackoffCollector {
+	return &repeatersInBackoffCollector{src: src, desc: prometheus.NewDesc(MetricRepeatersInBackoff,
+		"Repeaters, neither deleted nor paused, backed off until a future time.", nil, nil)}
+}
+
+func (c *repeatersInBackoffCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *repeatersInBackoffCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+	defer cancel()
+	n, err := c.src.RepeatersInBackoff(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.desc, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n))
+}
