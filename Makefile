@@ -6,7 +6,7 @@ SERVICES := scripts/services.sh
 # Every recipe line that needs the services evaluates their URLs first.
 WITH_SERVICES = eval "$$($(SERVICES) up)"
 
-.PHONY: build run test services services-down vet fmt-check check-compose
+.PHONY: build run test services services-down vet fmt-check check-compose check-rules fuzz chaos
 
 build:
 	$(GO) build -o bin/repeaterd ./cmd/repeaterd
@@ -31,8 +31,20 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-test: fmt-check vet check-compose
+test: fmt-check vet check-compose check-rules
 	$(WITH_SERVICES); $(GO) test -race -count=1 -timeout 9m ./...
+	$(WITH_SERVICES); FUZZTIME=$${FUZZTIME:-4s} scripts/fuzz.sh
+
+check-rules:
+	scripts/promtool.sh
+
+# Parsers under the fuzzer, a few seconds each.
+fuzz:
+	$(WITH_SERVICES); scripts/fuzz.sh
+
+# The reliability drills in their long forms (minutes each).
+chaos:
+	$(WITH_SERVICES); REPEATERD_CHAOS=1 $(GO) test -race -count=1 -timeout 15m -run 'Drill' -v ./... 2>&1 | grep -E '^(=== RUN|--- |\s+\w+_test.go|ok|FAIL|PASS)'
 
 check-compose:
 	scripts/check-compose.sh

@@ -37,6 +37,9 @@ type EngineConfig struct {
 	Legacy repeaters.LegacySchedule
 	// CheckInterval is how often check_repeaters runs. Defaults to 10s.
 	CheckInterval time.Duration
+	// InvariantsInterval is how often the invariants view is refreshed.
+	// Defaults to 30m.
+	InvariantsInterval time.Duration
 	// LegacyClaim is the legacy path's lease on a queued record, and so how
 	// long a send task lost with Redis delays its record. Defaults to 5m.
 	LegacyClaim time.Duration
@@ -126,16 +129,18 @@ func (e *Engine) NewDispatcher() *repeaters.Dispatcher {
 func (e *Engine) NewWorker(register ...func(*asynq.ServeMux)) *Worker {
 	h := &Handlers{Processor: e.Processor, Client: e.Client}
 	legacy := &LegacyHandlers{Legacy: e.Legacy, Client: e.Client}
-	w := NewWorker(e.cfg.Worker, e.redisOpt, e.Logger, append([]func(*asynq.ServeMux){h.Register, legacy.Register}, register...)...)
+	upkeep := &MaintenanceHandlers{Store: e.Store}
+	w := NewWorker(e.cfg.Worker, e.redisOpt, e.Logger,
+		append([]func(*asynq.ServeMux){h.Register, legacy.Register, upkeep.Register}, register...)...)
 	h.Draining = w.Draining
 	return w
 }
 
-// NewScheduler returns the scheduler role: check_repeaters plus extra
-// periodic tasks (invariants refresh, purge).
-func (e *Engine) NewScheduler(extra ...Periodic) *Scheduler {
-	tasks := append([]Periodic{{Every: e.cfg.CheckInterval, Task: NewCheckRepeatersTask()}}, extra...)
-	return NewScheduler(e.redisOpt, e.Logger, tasks...)
+// NewScheduler returns the scheduler role: check_repeaters, the invariants
+// refresh (unless pg_cron runs it), plus extra periodic tasks.
+func (e *Engine) NewScheduler(ctx context.Context, extra ...Periodic) *Scheduler {
+	tasks := append([]Periodic{{Every: e.cfg.CheckInterval, Task: NewCheckRepeatersTask()}}, e.invariantsSchedule(ctx)...)
+	return NewScheduler(e.redisOpt, e.Logger, append(tasks, extra...)...)
 }
 
 // totalConcurrency sums the concurrency of live asynq servers, read at most

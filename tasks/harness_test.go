@@ -77,7 +77,7 @@ func roleServices(eng *tasks.Engine, roles string) []tasks.Service {
 		services = append(services, eng.NewWorker())
 	}
 	if strings.Contains(roles, "scheduler") {
-		services = append(services, eng.NewScheduler())
+		services = append(services, eng.NewScheduler(ctx))
 	}
 	return services
 }

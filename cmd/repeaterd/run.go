@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"repeaterd/dashboards"
 	"repeaterd/repeaters"
 	"repeaterd/tasks"
 )
@@ -39,6 +40,7 @@ type runOptions struct {
 	processReposDefault bool
 	legacyRetryMin      time.Duration
 	checkInterval       time.Duration
+	invariantsInterval  time.Duration
 	metricsAddr         string
 	demoSinkAddr        string
 	demoSinkURL         string
@@ -93,6 +95,7 @@ func newRunCmd() *cobra.Command {
 	f.Int64Var(&o.maxPayloadBytes, "max-payload-bytes", 1<<20, "largest accepted payload")
 	f.DurationVar(&o.legacyRetryMin, "legacy-retry-min", repeaters.DefaultLegacyRetryMin, "legacy path: first per-record retry delay (then ×3)")
 	f.DurationVar(&o.checkInterval, "check-interval", tasks.DefaultCheckInterval, "legacy path: how often check_repeaters runs")
+	f.DurationVar(&o.invariantsInterval, "invariants-interval", tasks.DefaultInvariantsInterval, "how often the invariants view is refreshed")
 	f.BoolVar(&o.processReposDefault, "process-repeaters-default", true, "process_repeaters flag of domains without a row")
 	return cmd
 }
@@ -112,10 +115,11 @@ func (o runOptions) engineConfig(dbURL, redisURL string) tasks.EngineConfig {
 			BatchSize: o.batchSize, DomainMaxInFlight: o.domainMaxInFlight,
 			DomainRatePerS: o.domainRate, GlobalRatePerS: o.globalRate, LeaseTTL: o.leaseTTL,
 		},
-		Legacy:        repeaters.LegacySchedule{Min: o.legacyRetryMin, Max: o.backoffMax},
-		CheckInterval: o.checkInterval,
-		Worker:        tasks.WorkerConfig{Concurrency: o.workerConcurrency, DrainTimeout: o.drainTimeout},
-		Version:       version,
+		Legacy:             repeaters.LegacySchedule{Min: o.legacyRetryMin, Max: o.backoffMax},
+		CheckInterval:      o.checkInterval,
+		InvariantsInterval: o.invariantsInterval,
+		Worker:             tasks.WorkerConfig{Concurrency: o.workerConcurrency, DrainTimeout: o.drainTimeout},
+		Version:            version,
 	}
 }
 
@@ -148,6 +152,13 @@ func run(cmd *cobra.Command, o runOptions) error {
 	services, err := buildRoles(ctx, o, eng)
 	if err != nil {
 		return err
+	}
+	if o.metricsAddr != "" && !slices.Contains(o.roles, "web") {
+		reg, err := newMetricsRegistry(eng, services, false)
+		if err != nil {
+			return err
+		}
+		services = append(services, &metricsServer{addr: o.metricsAddr, handler: dashboards.Handler(reg)})
 	}
 	if o.demo {
 		d, err := newDemo(ctx, eng, logger, o.demoSinkAddr, o.demoSinkURL)
@@ -206,7 +217,7 @@ var roleBuilders = map[string]roleBuilder{
 	"worker": func(_ context.Context, _ runOptions, eng *tasks.Engine) (tasks.Service, error) {
 		return eng.NewWorker(), nil
 	},
-	"scheduler": func(_ context.Context, _ runOptions, eng *tasks.Engine) (tasks.Service, error) {
-		return eng.NewScheduler(), nil
+	"scheduler": func(ctx context.Context, _ runOptions, eng *tasks.Engine) (tasks.Service, error) {
+		return eng.NewScheduler(ctx), nil
 	},
 }

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"repeaterd/dashboards"
+	"repeaterd/repeaters"
+	"repeaterd/tasks"
+)
+
+// collectorsOf gathers the engine's metrics and those of every role that
+// exports its own (the stats consumer).
+func collectorsOf(services []tasks.Service) []prometheus.Collector {
+	out := repeaters.Collectors()
+	for _, s := range services {
+		if c, ok := s.(interface{ Collectors() []prometheus.Collector }); ok {
+			out = append(out, c.Collectors()...)
+		}
+	}
+	return out
+}
+
+// newMetricsRegistry builds this process's registry. Database- and
+// queue-backed gauges are exported only by the process serving the web role,
+// so a fleet of workers does not multiply those queries.
+func newMetricsRegistry(eng *tasks.Engine, services []tasks.Service, withDB bool) (*prometheus.Registry, error) {
+	cfg := dashboards.MetricsConfig{Collectors: collectorsOf(services)}
+	if withDB {
+		cfg.Store = eng.Store
+		cfg.Inspector = asynq.NewInspectorFromRedisClient(eng.Redis)
+	}
+	return dashboards.NewRegistry(cfg)
+}
+
+// metricsServer serves /metrics for processes without the web role.
+type metricsServer struct {
+	addr    string
+	handler http.Handler
+	srv     *http.Server
+}
+
+func (m *metricsServer) Start(context.Context) error {
+	ln, err := net.Listen("tcp", m.addr)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.handler)
+	m.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go m.srv.Serve(ln) // returns ErrServerClosed on Stop
+	return nil
+}
+
+func (m *metricsServer) Stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = m.srv.Shutdown(ctx)
+}
