@@ -40,6 +40,8 @@ type EngineConfig struct {
 	// InvariantsInterval is how often the invariants view is refreshed.
 	// Defaults to 30m.
 	InvariantsInterval time.Duration
+	// Retention is how long terminal records are kept. Defaults to 30 days.
+	Retention time.Duration
 	// LegacyClaim is the legacy path's lease on a queued record, and so how
 	// long a send task lost with Redis delays its record. Defaults to 5m.
 	LegacyClaim time.Duration
@@ -129,7 +131,7 @@ func (e *Engine) NewDispatcher() *repeaters.Dispatcher {
 func (e *Engine) NewWorker(register ...func(*asynq.ServeMux)) *Worker {
 	h := &Handlers{Processor: e.Processor, Client: e.Client}
 	legacy := &LegacyHandlers{Legacy: e.Legacy, Client: e.Client}
-	upkeep := &MaintenanceHandlers{Store: e.Store}
+	upkeep := &MaintenanceHandlers{Store: e.Store, Retention: e.cfg.Retention}
 	w := NewWorker(e.cfg.Worker, e.redisOpt, e.Logger,
 		append([]func(*asynq.ServeMux){h.Register, legacy.Register, upkeep.Register}, register...)...)
 	h.Draining = w.Draining
@@ -139,7 +141,10 @@ func (e *Engine) NewWorker(register ...func(*asynq.ServeMux)) *Worker {
 // NewScheduler returns the scheduler role: check_repeaters, the invariants
 // refresh (unless pg_cron runs it), plus extra periodic tasks.
 func (e *Engine) NewScheduler(ctx context.Context, extra ...Periodic) *Scheduler {
-	tasks := append([]Periodic{{Every: e.cfg.CheckInterval, Task: NewCheckRepeatersTask()}}, e.invariantsSchedule(ctx)...)
+	tasks := append([]Periodic{
+		{Every: e.cfg.CheckInterval, Task: NewCheckRepeatersTask()},
+		{Every: DefaultPurgeInterval, Task: NewPurgeTask()},
+	}, e.invariantsSchedule(ctx)...)
 	return NewScheduler(e.redisOpt, e.Logger, append(tasks, extra...)...)
 }
 

@@ -10,10 +10,33 @@ import (
 )
 
 // Maintenance task types.
-const TypeRefreshInvariants = "maintenance:refresh_invariants"
+const (
+	TypeRefreshInvariants = "maintenance:refresh_invariants"
+	TypePurge             = "maintenance:purge"
+)
 
-// DefaultInvariantsInterval is how often the invariants view is refreshed.
-const DefaultInvariantsInterval = 30 * time.Minute
+// Maintenance defaults.
+const (
+	DefaultInvariantsInterval = 30 * time.Minute
+	DefaultRetention          = 30 * 24 * time.Hour
+	DefaultPurgeInterval      = time.Hour
+	// purgeBatch and purgePause keep each purge transaction short and leave
+	// room between them for the dispatcher and the WAL consumer.
+	purgeBatch = 1000
+	purgePause = 50 * time.Millisecond
+)
+
+// NewPurgeTask builds the retention purge, unique while it runs.
+func NewPurgeTask() *asynq.Task {
+	return asynq.NewTask(TypePurge, nil,
+		asynq.Queue(QueuePeriodic), asynq.Unique(time.Hour), asynq.MaxRetry(1), asynq.Timeout(time.Hour))
+}
+
+// Purge deletes terminal records older than retention, with their attempts
+// and orphaned payloads, in small batches.
+func Purge(ctx context.Context, st *store.Store, retention time.Duration) (store.PurgeResult, error) {
+	return st.Purge(ctx, time.Now().Add(-retention), purgeBatch, purgePause)
+}
 
 // NewRefreshInvariantsTask builds the invariants refresh, unique while it runs.
 func NewRefreshInvariantsTask() *asynq.Task {
@@ -24,12 +47,22 @@ func NewRefreshInvariantsTask() *asynq.Task {
 // MaintenanceHandlers runs periodic upkeep.
 type MaintenanceHandlers struct {
 	Store *store.Store
+	// Retention is how long terminal records are kept. Defaults to 30 days.
+	Retention time.Duration
 }
 
 // Register adds the maintenance handlers to mux.
 func (h *MaintenanceHandlers) Register(mux *asynq.ServeMux) {
 	mux.HandleFunc(TypeRefreshInvariants, func(ctx context.Context, _ *asynq.Task) error {
 		return h.Store.RefreshInvariants(ctx)
+	})
+	mux.HandleFunc(TypePurge, func(ctx context.Context, _ *asynq.Task) error {
+		retention := h.Retention
+		if retention <= 0 {
+			retention = DefaultRetention
+		}
+		_, err := Purge(ctx, h.Store, retention)
+		return err
 	})
 }
 

@@ -41,6 +41,7 @@ type runOptions struct {
 	legacyRetryMin      time.Duration
 	checkInterval       time.Duration
 	invariantsInterval  time.Duration
+	retention           time.Duration
 	metricsAddr         string
 	demoSinkAddr        string
 	demoSinkURL         string
@@ -96,6 +97,7 @@ func newRunCmd() *cobra.Command {
 	f.DurationVar(&o.legacyRetryMin, "legacy-retry-min", repeaters.DefaultLegacyRetryMin, "legacy path: first per-record retry delay (then ×3)")
 	f.DurationVar(&o.checkInterval, "check-interval", tasks.DefaultCheckInterval, "legacy path: how often check_repeaters runs")
 	f.DurationVar(&o.invariantsInterval, "invariants-interval", tasks.DefaultInvariantsInterval, "how often the invariants view is refreshed")
+	f.DurationVar(&o.retention, "retention", tasks.DefaultRetention, "how long terminal records are kept before the hourly purge")
 	f.BoolVar(&o.processReposDefault, "process-repeaters-default", true, "process_repeaters flag of domains without a row")
 	return cmd
 }
@@ -118,6 +120,7 @@ func (o runOptions) engineConfig(dbURL, redisURL string) tasks.EngineConfig {
 		Legacy:             repeaters.LegacySchedule{Min: o.legacyRetryMin, Max: o.backoffMax},
 		CheckInterval:      o.checkInterval,
 		InvariantsInterval: o.invariantsInterval,
+		Retention:          o.retention,
 		Worker:             tasks.WorkerConfig{Concurrency: o.workerConcurrency, DrainTimeout: o.drainTimeout},
 		Version:            version,
 	}
