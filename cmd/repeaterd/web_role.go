@@ -1,0 +1,27 @@
+package main
+
+import (
+	"context"
+
+	"repeaterd/dashboards"
+	"repeaterd/tasks"
+)
+
+// The web role: the JSON API, /healthz, /readyz, /metrics, asynqmon at
+// /monitor/ and the dashboard at /, on the engine's Postgres pool and Redis
+// client.
+func init() {
+	roleBuilders["web"] = func(_ context.Context, o runOptions, eng *tasks.Engine) (tasks.Service, error) {
+		return dashboards.NewWeb(webConfig(o), eng.Store, eng.Redis, dashboards.WithLogger(eng.Logger))
+	}
+}
+
+// webConfig maps `run`'s flags onto the web role's config.
+func webConfig(o runOptions) dashboards.WebConfig {
+	return dashboards.WebConfig{
+		Addr:                o.httpAddr,
+		APIToken:            o.apiToken,
+		MaxPayloadBytes:     o.maxPayloadBytes,
+		AllowPrivateTargets: o.allowPrivate,
+	}
+}

@@ -1,0 +1,345 @@
+package dashboards
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynqmon"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"repeaterd/store"
+)
+
+// Web role defaults.
+const (
+	DefaultWebAddr         = "127.0.0.1:8080"
+	DefaultMaxPayloadBytes = 1 << 20
+	DefaultShutdownTimeout = 10 * time.Second
+)
+
+// MonitorPath is where asynqmon is mounted.
+const MonitorPath = "/monitor"
+
+// WebConfig configures the web role: the JSON API, /healthz, /readyz,
+// /metrics, asynqmon at /monitor/ and the dashboard page at /.
+type WebConfig struct {
+	// Addr is the listen address. Anything but a loopback address needs an
+	// APIToken. Defaults to DefaultWebAddr.
+	Addr string
+	// APIToken, when set, is the token /api/ and /monitor/ require, as
+	// "Authorization: Bearer <token>" or as the password of HTTP Basic auth
+	// (what a browser sends to asynqmon). /healthz, /readyz, /metrics and
+	// the page at / stay open. Defaults to none, which is only allowed on a
+	// loopback address.
+	APIToken string
+	// MaxPayloadBytes is the largest payload a record may carry (after
+	// base64 decoding); larger ones get 413. Defaults to
+	// DefaultMaxPayloadBytes (1 MiB).
+	MaxPayloadBytes int64
+	// AllowPrivateTargets lets repeater URLs name loopback and private
+	// addresses. Defaults to false.
+	AllowPrivateTargets bool
+	// ReadOnlyMonitor limits asynqmon to viewing: it can otherwise delete,
+	// run and archive tasks, which bypasses the dispatcher's bookkeeping.
+	// nil means true. Defaults to true.
+	ReadOnlyMonitor *bool
+	// ShutdownTimeout bounds how long Stop waits for in-flight requests.
+	// Defaults to DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
+}
+
+// WithDefaults returns c with its zero fields set to their defaults.
+func (c WebConfig) WithDefaults() WebConfig {
+	if c.Addr == "" {
+		c.Addr = DefaultWebAddr
+	}
+	if c.MaxPayloadBytes <= 0 {
+		c.MaxPayloadBytes = DefaultMaxPayloadBytes
+	}
+	if c.ReadOnlyMonitor == nil {
+		readOnly := true
+		c.ReadOnlyMonitor = &readOnly
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	return c
+}
+
+// validate refuses an open API: without a token anyone who can reach the
+// port could create repeaters pointing anywhere.
+func (c WebConfig) validate() error {
+	host, _, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		return fmt.Errorf("bad listen address %q: %v", c.Addr, err)
+	}
+	if c.APIToken == "" && !isLoopbackHost(host) {
+		return fmt.Errorf("refusing to listen on %s without REPEATERD_API_TOKEN; set it or listen on 127.0.0.1", c.Addr)
+	}
+	return nil
+}
+
+// isLoopbackHost reports whether host surely means this machine only. An
+// empty host listens on every interface; other names are not trusted
+// because they could resolve anywhere.
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	addr, err := netip.ParseAddr(host)
+	return err == nil && addr.Unmap().IsLoopback()
+}
+
+// WebOption adjusts a Web beyond its config: the handlers other parts of
+// the system provide.
+type WebOption func(*Web)
+
+// WithMetricsHandler serves h at /metrics (the process's registry, see
+// NewRegistry and Handler). Defaults to promhttp.Handler().
+func WithMetricsHandler(h http.Handler) WebOption { return func(w *Web) { w.SetMetricsHandler(h) } }
+
+// WithPage serves h at / and every path no other route claims. Defaults to
+// a placeholder page linking to /monitor/ and /metrics.
+func WithPage(h http.Handler) WebOption { return func(w *Web) { w.page = h } }
+
+// WithLogger logs through l. Defaults to slog.Default().
+func WithLogger(l *slog.Logger) WebOption { return func(w *Web) { w.logger = l } }
+
+// WithMonitorRedis gives asynqmon its Redis connection. Defaults to one
+// derived from the Web's client (a *redis.Client or *redis.ClusterClient);
+// a Sentinel deployment passes its asynq.RedisFailoverClientOpt here.
+func WithMonitorRedis(opt asynq.RedisConnOpt) WebOption { return func(w *Web) { w.monitorOpt = opt } }
+
+// Web is the web role. It is a tasks.Service.
+type Web struct {
+	cfg        WebConfig
+	st         *store.Store
+	rdb        redis.UniversalClient
+	logger     *slog.Logger
+	metrics    atomic.Pointer[http.Handler]
+	page       http.Handler
+	monitorOpt asynq.RedisConnOpt
+	monitor    *asynqmon.HTTPHandler
+	handler    http.Handler
+
+	mu       sync.Mutex
+	srv      *http.Server
+	ln       net.Listener
+	served   chan struct{}
+	stopOnce sync.Once
+}
+
+// NewWeb builds the web role. It refuses a config that would expose the API
+// beyond loopback without a token.
+func NewWeb(cfg WebConfig, st *store.Store, rdb redis.UniversalClient, opts ...WebOption) (*Web, error) {
+	w := &Web{cfg: cfg.WithDefaults(), st: st, rdb: rdb}
+	if err := w.cfg.validate(); err != nil {
+		return nil, err
+	}
+	for _, o := range opts {
+		o(w)
+	}
+	if w.logger == nil {
+		w.logger = slog.Default()
+	}
+	if w.metrics.Load() == nil {
+		w.SetMetricsHandler(promhttp.Handler())
+	}
+	if w.page == nil {
+		w.page = placeholderPage()
+	}
+	if w.monitorOpt == nil {
+		opt, err := monitorConnOpt(rdb)
+		if err != nil {
+			return nil, err
+		}
+		w.monitorOpt = opt
+	}
+	w.monitor = asynqmon.New(asynqmon.Options{
+		RootPath: MonitorPath, RedisConnOpt: w.monitorOpt, ReadOnly: *w.cfg.ReadOnlyMonitor,
+	})
+	w.handler = w.routes()
+	return w, nil
+}
+
+// monitorConnOpt turns the shared client's options into asynqmon's: asynqmon
+// opens (and closes) its own connections, so it cannot take the client.
+func monitorConnOpt(rdb redis.UniversalClient) (asynq.RedisConnOpt, error) {
+	switch c := rdb.(type) {
+	case *redis.Client:
+		o := c.Options()
+		return asynq.RedisClientOpt{
+			Network: o.Network, Addr: o.Addr, Username: o.Username, Password: o.Password, DB: o.DB,
+			DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout,
+			PoolSize: 4, TLSConfig: o.TLSConfig,
+		}, nil
+	case *redis.ClusterClient:
+		o := c.Options()
+		return asynq.RedisClusterClientOpt{
+			Addrs: o.Addrs, MaxRedirects: o.MaxRedirects, Username: o.Username, Password: o.Password,
+			DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout,
+			TLSConfig: o.TLSConfig,
+		}, nil
+	}
+	return nil, fmt.Errorf("web: cannot derive asynqmon's Redis connection from a %T; use WithMonitorRedis", rdb)
+}
+
+// SetMetricsHandler serves h at /metrics from now on. It is for a registry
+// that can only be built once every role exists (their collectors), after
+// NewWeb; WithMetricsHandler is the same at construction.
+func (w *Web) SetMetricsHandler(h http.Handler) { w.metrics.Store(&h) }
+
+// Handler returns every route, behind auth where it applies, for tests and
+// for embedding in another server.
+func (w *Web) Handler() http.Handler { return w.handler }
+
+func (w *Web) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
+		writeJSON(rw, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", w.readyz)
+	mux.HandleFunc("GET /metrics", func(rw http.ResponseWriter, r *http.Request) { (*w.metrics.Load()).ServeHTTP(rw, r) })
+	mux.Handle(MonitorPath+"/", w.requireToken(`Basic realm="repeaterd", charset="UTF-8"`, w.monitor))
+	mux.Handle("/api/", w.requireToken(`Bearer realm="repeaterd"`, recoverJSON(w.logger, newAPI(w.cfg, w.st, w.logger))))
+	mux.Handle("/", w.page)
+	return mux
+}
+
+// readyz says whether this process can serve: both Postgres and Redis answer.
+func (w *Web) readyz(rw http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	status := map[string]string{"postgres": "ok", "redis": "ok"}
+	code := http.StatusOK
+	if err := w.st.Ping(ctx); err != nil {
+		w.logger.Warn("readyz: postgres", "err", err)
+		status["postgres"], code = "unavailable", http.StatusServiceUnavailable
+	}
+	if err := w.rdb.Ping(ctx).Err(); err != nil {
+		w.logger.Warn("readyz: redis", "err", err)
+		status["redis"], code = "unavailable", http.StatusServiceUnavailable
+	}
+	writeJSON(rw, code, status)
+}
+
+// requireToken checks the token when one is configured: as a bearer token,
+// or as the password of HTTP Basic auth (any user name), which is what a
+// browser can send to asynqmon's UI and its XHR calls after one prompt.
+// Both sides are hashed first so the comparison takes the same time
+// whatever the length of the guess. challenge is the WWW-Authenticate
+// answer; Basic makes browsers prompt.
+func (w *Web) requireToken(challenge string, next http.Handler) http.Handler {
+	if w.cfg.APIToken == "" {
+		return next
+	}
+	want := sha256.Sum256([]byte(w.cfg.APIToken))
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok {
+			_, got, ok = r.BasicAuth()
+		}
+		sum := sha256.Sum256([]byte(got))
+		if !ok || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
+			rw.Header().Set("WWW-Authenticate", challenge)
+			writeError(rw, r, w.logger, store.Errorf(codeUnauthorized, "a valid Authorization: Bearer token is required"))
+			return
+		}
+		next.ServeHTTP(rw, r)
+	})
+}
+
+// Start listens on cfg.Addr and serves until Stop.
+func (w *Web) Start(ctx context.Context) error {
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", w.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("web: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           w.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(w.logger.Handler(), slog.LevelWarn),
+	}
+	w.mu.Lock()
+	w.srv, w.ln, w.served = srv, ln, make(chan struct{})
+	w.mu.Unlock()
+	go func() {
+		defer close(w.served)
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			w.logger.Error("web: serve", "err", err)
+		}
+	}()
+	w.logger.Info("web listening", "addr", ln.Addr().String(), "auth", w.cfg.APIToken != "")
+	return nil
+}
+
+// Addr returns the address the server listens on, "" before Start. With
+// Addr "127.0.0.1:0" it names the port the system picked.
+func (w *Web) Addr() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ln == nil {
+		return ""
+	}
+	return w.ln.Addr().String()
+}
+
+// Stop lets in-flight requests finish (up to ShutdownTimeout), then closes
+// the listener and asynqmon's Redis connections.
+func (w *Web) Stop() {
+	w.stopOnce.Do(func() {
+		w.mu.Lock()
+		srv, served := w.srv, w.served
+		w.mu.Unlock()
+		if srv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), w.cfg.ShutdownTimeout)
+			defer cancel()
+			if err := srv.Shutdown(ctx); err != nil {
+				w.logger.Warn("web: shutdown timed out; closing connections", "err", err)
+				_ = srv.Close()
+			}
+			<-served
+		}
+		if err := w.monitor.Close(); err != nil {
+			w.logger.Warn("web: close asynqmon", "err", err)
+		}
+	})
+}
+
+// placeholderPage stands in for the dashboard page at / until that page is
+// written (it will be passed with WithPage); it only links to what exists.
+func placeholderPage() http.Handler {
+	page := template.Must(template.New("page").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>repeaterd</title></head>
+<body><h1>repeaterd</h1>
+<ul>
+<li><a href="{{.Monitor}}/">Task queues (asynqmon)</a></li>
+<li><a href="/metrics">Prometheus metrics</a></li>
+<li><a href="/api/v1/stats">Record counts (JSON API)</a></li>
+</ul></body></html>
+`))
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			http.NotFound(rw, r)
+			return
+		}
+		rw.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_ = page.Execute(rw, map[string]string{"Monitor": MonitorPath})
+	})
+}
