@@ -64,17 +64,3 @@ func printInvariants(cmd *cobra.Command, st *store.Store) error {
 	}
 	return w.Flush()
 }
-
-// withStore opens the store on DATABASE_URL for one command.
-func withStore(cmd *cobra.Command, fn func(*store.Store) error) error {
-	url, err := databaseURL(cmd)
-	if err != nil {
-		return err
-	}
-	st, err := store.Open(cmd.Context(), url)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	return fn(st)
-}

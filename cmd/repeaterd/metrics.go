@@ -38,6 +38,30 @@ func newMetricsRegistry(eng *tasks.Engine, services []tasks.Service, withDB bool
 	return dashboards.NewRegistry(cfg)
 }
 
+// serveMetrics puts this process's metrics on the web role's /metrics, with
+// the database- and queue-backed gauges, or else on --metrics-addr.
+func serveMetrics(o runOptions, eng *tasks.Engine, services *[]tasks.Service) error {
+	var web *dashboards.Web
+	for _, s := range *services {
+		if w, ok := s.(*dashboards.Web); ok {
+			web = w
+		}
+	}
+	if web == nil && o.metricsAddr == "" {
+		return nil
+	}
+	reg, err := newMetricsRegistry(eng, *services, web != nil)
+	if err != nil {
+		return err
+	}
+	if web != nil {
+		web.SetMetricsHandler(dashboards.Handler(reg))
+		return nil
+	}
+	*services = append(*services, &metricsServer{addr: o.metricsAddr, handler: dashboards.Handler(reg)})
+	return nil
+}
+
 // metricsServer serves /metrics for processes without the web role.
 type metricsServer struct {
 	addr    string

@@ -22,20 +22,6 @@ func init() {
 	extraCommands = append(extraCommands, newFlagsCmd, newRepeatersCmd, newRecordsCmd)
 }
 
-// withOpsStore opens the store for one command and closes it after.
-func withOpsStore(cmd *cobra.Command, fn func(*store.Store) error) error {
-	dbURL, err := databaseURL(cmd)
-	if err != nil {
-		return err
-	}
-	st, err := store.Open(cmd.Context(), dbURL)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	return fn(st)
-}
-
 func newFlagsCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "flags",
@@ -63,7 +49,7 @@ follows --process-repeaters-default.`,
 			if err := bindEnv(cmd.Flags()); err != nil {
 				return err
 			}
-			return withOpsStore(cmd, func(st *store.Store) error {
+			return withStore(cmd, func(st *store.Store) error {
 				st.ProcessRepeatersDefault = processDefault
 				return listFlags(cmd, st)
 			})
@@ -120,7 +106,7 @@ func newFlagsSetCmd() *cobra.Command {
 			if err := store.ValidateFlag(flag); err != nil {
 				return err
 			}
-			return withOpsStore(cmd, func(st *store.Store) error {
+			return withStore(cmd, func(st *store.Store) error {
 				if err := st.SetDomainFlag(cmd.Context(), domain, flag, on); err != nil {
 					return err
 				}
@@ -167,7 +153,7 @@ func newRepeatersListCmd() *cobra.Command {
 		Short: "List repeaters (URLs without their query strings, which may hold tokens)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withOpsStore(cmd, func(st *store.Store) error {
+			return withStore(cmd, func(st *store.Store) error {
 				return listRepeaters(cmd, st, store.ListRepeatersParams{Domain: domain, IncludeDeleted: includeDeleted})
 			})
 		},
@@ -235,7 +221,7 @@ func newPauseCmd(use, short string, paused bool) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return withOpsStore(cmd, func(st *store.Store) error {
+			return withStore(cmd, func(st *store.Store) error {
 				if err := st.SetPaused(cmd.Context(), id, paused); err != nil {
 					return err
 				}
@@ -271,7 +257,7 @@ func newRecordChangeCmd(use, short string, change recordChange) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return withOpsStore(cmd, func(st *store.Store) error {
+			return withStore(cmd, func(st *store.Store) error {
 				rec, err := change(st, cmd.Context(), id)
 				if err != nil {
 					return err

@@ -9,6 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"repeaterd/store"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -59,6 +61,20 @@ func serviceURL(cmd *cobra.Command, flag, env string) (string, error) {
 		return v, nil
 	}
 	return "", fmt.Errorf("%s is not set (use --%s or the environment; `make services` prints them)", env, flag)
+}
+
+// withStore opens the store on DATABASE_URL for one command.
+func withStore(cmd *cobra.Command, fn func(*store.Store) error) error {
+	url, err := databaseURL(cmd)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(cmd.Context(), url)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return fn(st)
 }
 
 // bindEnv gives every flag of fs its REPEATERD_* environment twin: a flag

@@ -11,7 +11,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"repeaterd/dashboards"
 	"repeaterd/repeaters"
 	"repeaterd/tasks"
 )
@@ -156,12 +155,8 @@ func run(cmd *cobra.Command, o runOptions) error {
 	if err != nil {
 		return err
 	}
-	if o.metricsAddr != "" && !slices.Contains(o.roles, "web") {
-		reg, err := newMetricsRegistry(eng, services, false)
-		if err != nil {
-			return err
-		}
-		services = append(services, &metricsServer{addr: o.metricsAddr, handler: dashboards.Handler(reg)})
+	if err := serveMetrics(o, eng, &services); err != nil {
+		return err
 	}
 	if o.demo {
 		d, err := newDemo(ctx, eng, logger, o.demoSinkAddr, o.demoSinkURL)
