@@ -3,9 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -77,24 +75,31 @@ func withStore(cmd *cobra.Command, fn func(*store.Store) error) error {
 	return fn(st)
 }
 
+// envName is a flag's REPEATERD_* environment twin.
+func envName(flag string) string {
+	return "REPEATERD_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// annotateEnv names each flag's environment twin in its help text.
+func annotateEnv(fs *pflag.FlagSet) {
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Name != "help" {
+			f.Usage += " (env " + envName(f.Name) + ")"
+		}
+	})
+}
+
 // bindEnv gives every flag of fs its REPEATERD_* environment twin: a flag
 // not given on the command line takes the variable's value when set.
 func bindEnv(fs *pflag.FlagSet) error {
 	var err error
 	fs.VisitAll(func(f *pflag.Flag) {
-		name := "REPEATERD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		name := envName(f.Name)
 		if v, ok := os.LookupEnv(name); ok && !f.Changed && err == nil {
 			if serr := f.Value.Set(v); serr != nil {
 				err = fmt.Errorf("%s=%q: %v", name, v, serr)
 			}
 		}
-		if !strings.Contains(f.Usage, "env ") {
-			f.Usage += " (env " + name + ")"
-		}
 	})
 	return err
 }
-
-// Small parsers for tests and defaults.
-func mustDuration(s string) time.Duration { d, _ := time.ParseDuration(s); return d }
-func mustInt(s string) int                { n, _ := strconv.Atoi(s); return n }

@@ -98,6 +98,7 @@ func newRunCmd() *cobra.Command {
 	f.DurationVar(&o.invariantsInterval, "invariants-interval", tasks.DefaultInvariantsInterval, "how often the invariants view is refreshed")
 	f.DurationVar(&o.retention, "retention", tasks.DefaultRetention, "how long terminal records are kept before the hourly purge")
 	f.BoolVar(&o.processReposDefault, "process-repeaters-default", true, "process_repeaters flag of domains without a row")
+	annotateEnv(f)
 	return cmd
 }
 
