@@ -182,6 +182,10 @@ func takeSendSlot(ctx context.Context, slots chan struct{}) bool {
 
 // send makes one attempt; the caller holds its slots.
 func (s *Sender) send(ctx context.Context, r *store.Repeater, rec *store.ReadyRecord) store.Outcome {
+	if len(rec.Body) == 0 {
+		// Nothing to send: done without bothering the endpoint.
+		return store.Outcome{RecordID: rec.ID, State: store.StateEmpty, Message: "empty payload: nothing to send", AttemptedAt: s.now()}
+	}
 	at, began := s.now(), time.Now()
 	out := store.Outcome{RecordID: rec.ID, State: store.StateFail, AttemptedAt: at}
 	timeout := senderTimeout(r)

@@ -182,13 +182,17 @@ type BatchSummary struct {
 	RetryAfter time.Duration `json:"retry_after"` // the largest Retry-After seen
 }
 
-// Summarize counts outcomes into a BatchSummary.
+// Summarize counts outcomes into a BatchSummary. Empty records never
+// reached the endpoint, so they say nothing about it and are left out.
 func Summarize(outcomes []Outcome) BatchSummary {
 	var s BatchSummary
 	for _, o := range outcomes {
+		if o.State == StateEmpty {
+			continue
+		}
 		s.Attempted++
 		switch o.State {
-		case StateSuccess, StateEmpty:
+		case StateSuccess:
 			s.Succeeded++
 		case StatePayloadRejected:
 			s.Rejected++

@@ -376,3 +376,25 @@ func TestRetriedBatchResendsNothingAndUpdateIsIdempotent(t *testing.T) {
 		t.Fatal("update_repeater did not release the lock")
 	}
 }
+
+func TestEmptyPayloadIsDoneWithoutARequest(t *testing.T) {
+	h := newHarness(t)
+	sk := newSink(t)
+	rep := h.repeater("d", sk.url("/empty"))
+	ids, err := h.eng.Store.RegisterMany(ctx, rep.ID, "", [][]byte{{}, {}, []byte("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.start("dispatcher", "worker")
+	h.waitFor("all done", 15*time.Second, func() bool {
+		return h.countSQL(`SELECT count(*) FROM repeat_records WHERE state IN (1, 2)`) == 0
+	})
+	for i, want := range []store.State{store.StateEmpty, store.StateEmpty, store.StateSuccess} {
+		if r, _, _ := h.eng.Store.GetRecord(ctx, ids[i]); r.State != want {
+			t.Errorf("record %d: %s, want %s", i, r.State, want)
+		}
+	}
+	if sk.count("/empty") != 1 {
+		t.Fatalf("the sink got %d requests; empty payloads send none", sk.count("/empty"))
+	}
+}
