@@ -39,6 +39,28 @@ pg_bindir() {
 	command -v pg_config >/dev/null && [ -x "$(pg_config --bindir)/postgres" ] && { pg_config --bindir; return; }
 }
 
+# pg_data_dir picks the data directory, creating the unprivileged user when
+# root: under $state when that user can reach it, else under /var/tmp (a
+# checkout below a private home directory is not reachable).
+pg_data_dir() {
+	mkdir -p "$state"
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "$state/pg"
+		return
+	fi
+	# Postgres refuses to run as root: run it as an unprivileged user.
+	id "$pg_user" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$pg_user"
+	chmod o+x "$state" 2>/dev/null || true
+	if su -s /bin/sh "$pg_user" -c "test -x '$state'" 2>/dev/null; then
+		echo "$state/pg"
+	else
+		local alt
+		alt=/var/tmp/repeaterd-services-$(echo "$root" | md5sum | cut -c1-12)
+		mkdir -p "$alt" && chmod 755 "$alt"
+		echo "$alt/pg"
+	fi
+}
+
 as_pg_user() {
 	if [ "$(id -u)" -eq 0 ]; then
 		su -s /bin/bash "$pg_user" -c "$*"
@@ -54,15 +76,13 @@ pg_up() {
 		need_root_install postgresql postgres
 		bindir=$(pg_bindir)
 	fi
-	data=$state/pg
-	mkdir -p "$state"
-	if [ "$(id -u)" -eq 0 ]; then
-		# Postgres refuses to run as root: run it as an unprivileged user.
-		id "$pg_user" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$pg_user"
-		chmod o+x "$root" "$state" 2>/dev/null || true
-	fi
-	if as_pg_user "'$bindir/pg_ctl' -D '$data' status" >/dev/null 2>&1; then
+	if "$bindir/pg_isready" -q -h 127.0.0.1 -p "$pg_port"; then
 		log "postgres already running on port $pg_port"
+		return
+	fi
+	data=$(pg_data_dir)
+	if as_pg_user "'$bindir/pg_ctl' -D '$data' status" >/dev/null 2>&1; then
+		log "postgres already running from $data"
 		return
 	fi
 	if [ ! -f "$data/PG_VERSION" ]; then
@@ -123,10 +143,11 @@ up() {
 }
 
 down() {
-	local bindir
+	local bindir data
 	bindir=$(pg_bindir)
-	if [ -n "$bindir" ] && [ -f "$state/pg/PG_VERSION" ]; then
-		as_pg_user "'$bindir/pg_ctl' -D '$state/pg' -m fast stop" >&2 || true
+	data=$(pg_data_dir)
+	if [ -n "$bindir" ] && [ -f "$data/PG_VERSION" ]; then
+		as_pg_user "'$bindir/pg_ctl' -D '$data' -m fast stop" >&2 || true
 	fi
 	redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
 	log "stopped"
