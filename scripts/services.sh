@@ -51,7 +51,7 @@ pg_data_dir() {
 	# Postgres refuses to run as root: run it as an unprivileged user.
 	id "$pg_user" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$pg_user"
 	chmod o+x "$state" 2>/dev/null || true
-	if su -s /bin/sh "$pg_user" -c "test -x '$state'" 2>/dev/null; then
+	if (cd / && su -s /bin/sh "$pg_user" -c "test -x '$state'") 2>/dev/null; then
 		echo "$state/pg"
 	else
 		local alt
@@ -63,7 +63,7 @@ pg_data_dir() {
 
 as_pg_user() {
 	if [ "$(id -u)" -eq 0 ]; then
-		su -s /bin/bash "$pg_user" -c "$*"
+		(cd / && su -s /bin/bash "$pg_user" -c "$*")
 	else
 		bash -c "$*"
 	fi
