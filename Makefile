@@ -32,7 +32,7 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 test: fmt-check vet check-compose check-rules
-	$(WITH_SERVICES); $(GO) test -race -count=1 -timeout 9m ./...
+	$(WITH_SERVICES); REPEATERD_CHROMIUM="$$(scripts/chromium.sh)" $(GO) test -race -count=1 -timeout 9m ./...
 	$(WITH_SERVICES); FUZZTIME=$${FUZZTIME:-4s} scripts/fuzz.sh
 
 check-rules:

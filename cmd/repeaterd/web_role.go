@@ -12,7 +12,8 @@ import (
 // client.
 func init() {
 	roleBuilders["web"] = func(_ context.Context, o runOptions, eng *tasks.Engine) (tasks.Service, error) {
-		return dashboards.NewWeb(webConfig(o), eng.Store, eng.Redis, dashboards.WithLogger(eng.Logger))
+		page := dashboards.NewPage(eng.Store, dashboards.PageOptions{APIToken: o.apiToken, Logger: eng.Logger})
+		return dashboards.NewWeb(webConfig(o), eng.Store, eng.Redis, dashboards.WithLogger(eng.Logger), dashboards.WithPage(page))
 	}
 }
 

@@ -1,0 +1,139 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Queries of the web dashboard (dashboards.NewPage) that nothing else runs.
+// Each is bounded by an index, because an open dashboard repeats them every
+// few seconds.
+
+// BackoffRepeater is a repeater waiting out a backoff, with the attempt that
+// most likely explains it.
+type BackoffRepeater struct {
+	ID            int64
+	Domain        string
+	Name          string
+	NextAttemptAt time.Time
+	LastAttemptAt *time.Time
+	BackoffCount  int // consecutive failed batches
+	// LastAttempt is the latest attempt at the repeater's oldest ready
+	// record: batches take the oldest records first, so it is the failure
+	// that backed the repeater off, found on two indexes without scanning
+	// the repeater's records. nil when that record was never attempted.
+	LastAttempt *Attempt
+}
+
+// RepeatersInBackoffParams bounds ListRepeatersInBackoff.
+type RepeatersInBackoffParams struct {
+	// Now is the time a backoff must end after. Defaults to the database's
+	// now().
+	Now time.Time
+	// Limit is the most repeaters returned. Defaults to
+	// DefaultBackoffListLimit; at most MaxBackoffListLimit.
+	Limit int
+}
+
+// Limits of ListRepeatersInBackoff.
+const (
+	DefaultBackoffListLimit = 50
+	MaxBackoffListLimit     = 1000
+)
+
+// ListRepeatersInBackoff returns the repeaters, neither deleted nor paused,
+// whose backoff ends after p.Now, soonest first; RepeatersInBackoff counts
+// them all. The partial repeaters_next_attempt_idx serves the range and the
+// order; each repeater's last attempt is two index probes (the ready-records
+// index, then the attempts' record index).
+func (s *Store) ListRepeatersInBackoff(ctx context.Context, p RepeatersInBackoffParams) ([]BackoffRepeater, error) {
+	if p.Limit <= 0 {
+		p.Limit = DefaultBackoffListLimit
+	}
+	p.Limit = min(p.Limit, MaxBackoffListLimit)
+	var now *time.Time
+	if !p.Now.IsZero() {
+		now = &p.Now
+	}
+	rows, err := s.pool.Query(ctx, `SELECT r.id, r.domain, r.name, r.next_attempt_at, r.last_attempt_at, r.backoff_count,
+			a.id, a.record_id, a.state, a.status_code, a.message, a.duration_ms, a.created_at
+		FROM repeaters r
+		LEFT JOIN LATERAL (
+			SELECT a.* FROM repeat_record_attempts a
+			WHERE a.record_id = (SELECT rr.id FROM repeat_records rr
+				WHERE rr.repeater_id = r.id AND rr.state IN (1, 2)
+				ORDER BY rr.registered_at, rr.id LIMIT 1)
+			ORDER BY a.id DESC LIMIT 1
+		) a ON true
+		WHERE NOT r.is_deleted AND NOT r.is_paused AND r.next_attempt_at > coalesce($1::timestamptz, now())
+		ORDER BY r.next_attempt_at, r.id
+		LIMIT $2`, now, p.Limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (BackoffRepeater, error) {
+		var r BackoffRepeater
+		var a struct {
+			id, recordID     *int64
+			state            *State
+			code, durationMS *int
+			message          *string
+			createdAt        *time.Time
+		}
+		err := row.Scan(&r.ID, &r.Domain, &r.Name, &r.NextAttemptAt, &r.LastAttemptAt, &r.BackoffCount,
+			&a.id, &a.recordID, &a.state, &a.code, &a.message, &a.durationMS, &a.createdAt)
+		if err == nil && a.id != nil {
+			r.LastAttempt = &Attempt{ID: *a.id, RecordID: *a.recordID, State: *a.state, StatusCode: *a.code,
+				Message: *a.message, DurationMS: *a.durationMS, CreatedAt: *a.createdAt}
+		}
+		return r, err
+	})
+}
+
+// DeliveryCount is how many attempts of one state started in one minute.
+type DeliveryCount struct {
+	Minute time.Time // the minute's start
+	State  State
+	Count  int64
+}
+
+// DeliveriesParams is the window DeliveriesPerMinute counts.
+type DeliveriesParams struct {
+	Since time.Time // inclusive; truncated to the minute
+	Until time.Time // exclusive
+}
+
+// DeliveriesPerMinute counts the attempts made in [Since, Until) by minute
+// and state, ordered by minute and state; minutes without attempts are left
+// out. An attempt's time is when it started (Outcome.AttemptedAt). The range
+// on created_at is an index-only scan of repeat_record_attempts_created_idx,
+// so the cost follows the window's attempts, not the table's.
+func (s *Store) DeliveriesPerMinute(ctx context.Context, p DeliveriesParams) ([]DeliveryCount, error) {
+	since := p.Since.Truncate(time.Minute)
+	if !p.Until.After(since) {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, deliveriesPerMinuteSQL, since, p.Until)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (DeliveryCount, error) {
+		var c DeliveryCount
+		return c, row.Scan(&c.Minute, &c.State, &c.Count)
+	})
+}
+
+// deliveriesPerMinuteSQL bins from $1, which is on a minute, so bins are
+// whole minutes in every time zone.
+const deliveriesPerMinuteSQL = `SELECT date_bin('1 minute', created_at, $1::timestamptz), state, count(*)
+	FROM repeat_record_attempts
+	WHERE created_at >= $1::timestamptz AND created_at < $2::timestamptz
+	GROUP BY 1, 2 ORDER BY 1, 2`
+
+// DeliveriesPerMinuteSQL returns DeliveriesPerMinute's query and arguments,
+// for EXPLAIN in tests.
+func (s *Store) DeliveriesPerMinuteSQL(p DeliveriesParams) (string, []any) {
+	return deliveriesPerMinuteSQL, []any{p.Since.Truncate(time.Minute), p.Until}
+}
