@@ -31,4 +31,13 @@
 //
 // Metrics: repeaterd_stats_lag_bytes, repeaterd_stats_applied_lsn and
 // repeaterd_stats_applied_changes_total (StatsConsumer.Collectors).
+//
+// # Web
+//
+// Web (the web role) serves the JSON API under /api/v1, the dashboard page
+// at / (NewPage: counts by domain and state, repeaters in backoff, invariant
+// status, a delivery-rate chart and the domain flags, server-rendered and
+// refreshing itself), /metrics (NewRegistry), /healthz, /readyz and asynqmon
+// at /monitor/. Invariants live in a materialized view exported as gauges
+// (InvariantsCollector); alerts.yml and grafana/ sit beside this package.
 package dashboards
