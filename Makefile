@@ -6,7 +6,7 @@ SERVICES := scripts/services.sh
 # Every recipe line that needs the services evaluates their URLs first.
 WITH_SERVICES = eval "$$($(SERVICES) up)"
 
-.PHONY: build run test services services-down vet fmt-check check-compose check-rules fuzz chaos
+.PHONY: build run test services services-down vet fmt-check check-compose check-rules fuzz chaos bench
 
 build:
 	$(GO) build -o bin/repeaterd ./cmd/repeaterd
@@ -48,3 +48,9 @@ chaos:
 
 check-compose:
 	scripts/check-compose.sh
+
+# Every benchmark scenario at sizes that take about 10 minutes in all on a
+# 2-core machine (readiness at 1M and 10M, the others smaller than the issue's);
+# `bin/repeaterd bench SCENARIO` alone runs the issue's sizes. See BENCHMARKS.md.
+bench: build
+	$(WITH_SERVICES); bin/repeaterd bench all --size quick

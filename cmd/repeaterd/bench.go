@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime/pprof"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"repeaterd/cmd/repeaterd/internal/bench"
+	"repeaterd/dashboards"
+	"repeaterd/store"
+)
+
+func init() {
+	extraCommands = append(extraCommands, newBenchCmd, newBenchSinkCmd, newBenchStatsConsumerCmd)
+}
+
+func newBenchCmd() *cobra.Command {
+	var opt bench.Options
+	var cpuProfile string
+	var scenarios strings.Builder
+	for _, s := range bench.Scenarios() {
+		fmt.Fprintf(&scenarios, "  %-14s %s\n  %-14s --size: %s\n", s.Name, s.About, "", s.Sizes)
+	}
+	cmd := &cobra.Command{
+		Use:   "bench SCENARIO",
+		Short: "Run a benchmark scenario (both sides, a table, then one line of JSON)",
+		Long: `Run a benchmark scenario against DATABASE_URL's server and REDIS_URL's server.
+Each scenario creates and drops its own database (repeaterd_bench_<scenario>)
+and flushes a Redis DB index of its own (57-61). Deliveries go to a sink in a
+process of its own (repeaterd bench-sink). The engine runs with the defaults
+of 'repeaterd run' (REPEATERD_* variables apply and are reported as tuning),
+plus REPEATERD_ALLOW_PRIVATE_TARGETS=true since the sink is on loopback.
+
+Scenarios ("all" runs every one):
+` + scenarios.String() + `
+--size full (default) is the issue's sizes; --size quick is what 'make bench' runs.`,
+		Example:   "  repeaterd bench readiness --size 100k,1M\n  repeaterd bench all --size quick",
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: append(bench.ScenarioNames(), "all"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var err error
+			if opt.DatabaseURL, err = databaseURL(cmd); err != nil {
+				return err
+			}
+			if opt.RedisURL, err = redisURL(cmd); err != nil {
+				return err
+			}
+			if opt.Binary, err = os.Executable(); err != nil {
+				return err
+			}
+			o, tuning, err := benchRunOptions()
+			if err != nil {
+				return err
+			}
+			opt.Engine, opt.Tuning = o.engineConfig("", ""), tuning
+			opt.Out, opt.Log = cmd.OutOrStdout(), cmd.ErrOrStderr()
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
+			return bench.Run(cmd.Context(), args[0], opt)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opt.Size, "size", "full", `"full", "quick", or the scenario's own size (see above)`)
+	f.IntVar(&opt.Runs, "runs", 20, "timed runs per query and size (readiness)")
+	f.DurationVar(&opt.Duration, "duration", 0, "override the scenario's window (dead-endpoint 60s, legacy throughput, stats load)")
+	f.BoolVar(&opt.KeepDB, "keep-db", false, "keep the scenario's database afterwards")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the in-process engine roles and the bench) to this file")
+	return cmd
+}
+
+// benchRunOptions returns `run`'s options as `run` would take them with no
+// flags given: its defaults, overridden by REPEATERD_* variables, each of
+// which is reported as tuning. Private targets are allowed: the sink is on
+// loopback.
+func benchRunOptions() (runOptions, []string, error) {
+	fs := newRunCmd().Flags()
+	if err := bindEnv(fs); err != nil {
+		return runOptions{}, nil, err
+	}
+	tuning := []string{"allow-private-targets=true (the sink is on loopback)"}
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed && f.Name != "allow-private-targets" {
+			tuning = append(tuning, fmt.Sprintf("%s=%s (from REPEATERD_%s)", f.Name, f.Value,
+				strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))))
+		}
+	})
+	var o runOptions
+	var errs []error
+	dur := func(name string) time.Duration { v, err := fs.GetDuration(name); errs = append(errs, err); return v }
+	num := func(name string) int { v, err := fs.GetInt(name); errs = append(errs, err); return v }
+	flt := func(name string) float64 { v, err := fs.GetFloat64(name); errs = append(errs, err); return v }
+	o.allowPrivate = true
+	o.backoffMin, o.backoffMax, o.backoffJitter = dur("backoff-min"), dur("backoff-max"), flt("backoff-jitter")
+	o.lockTTL, o.leaseTTL = dur("lock-ttl"), dur("lease-ttl")
+	o.workerConcurrency, o.maxRepeaterWorkers, o.maxInFlight = num("worker-concurrency"), num("max-repeater-workers"), num("max-inflight")
+	o.batchSize, o.domainMaxInFlight = num("batch-size"), num("domain-max-inflight")
+	o.domainRate, o.globalRate = flt("domain-rate"), flt("global-rate")
+	o.drainTimeout, o.legacyRetryMin = dur("drain-timeout"), dur("legacy-retry-min")
+	o.checkInterval, o.invariantsInterval = dur("check-interval"), dur("invariants-interval")
+	o.processReposDefault, _ = fs.GetBool("process-repeaters-default")
+	for _, err := range errs {
+		if err != nil {
+			return o, nil, fmt.Errorf("bench: read run's defaults: %w", err)
+		}
+	}
+	return o, tuning, nil
+}
+
+// newBenchSinkCmd is the benchmarks' HTTP sink, run as a process of its own.
+func newBenchSinkCmd() *cobra.Command {
+	var addr string
+	var cfg bench.SinkConfig
+	var watchStdin bool
+	cmd := &cobra.Command{
+		Use:    "bench-sink",
+		Short:  "HTTP sink for benchmarks: answers at once, counts arrivals per webhook-id",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel()
+			if watchStdin {
+				go func() { _, _ = io.Copy(io.Discard, os.Stdin); cancel() }()
+			}
+			return bench.ServeSink(ctx, addr, cfg, os.Getpid(), cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:0", "listen address; the chosen one is printed as JSON on stdout")
+	cmd.Flags().IntVar(&cfg.Status, "status", 200, "status to answer (a request's ?status= overrides)")
+	cmd.Flags().DurationVar(&cfg.Delay, "delay", 0, "delay before answering (a request's ?delay= overrides)")
+	cmd.Flags().BoolVar(&watchStdin, "watch-stdin", false, "exit when stdin closes (the parent bench died)")
+	return cmd
+}
+
+// newBenchStatsConsumerCmd runs the WAL stats consumer on a slot of the
+// benchmark's own (slots are cluster-wide), so the stats scenario can kill -9
+// it. It is the stats role with its production defaults but the slot name.
+func newBenchStatsConsumerCmd() *cobra.Command {
+	var slot string
+	cmd := &cobra.Command{
+		Use:    "bench-stats-consumer",
+		Short:  "The stats role on a named slot, for the stats benchmark",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dbURL, err := databaseURL(cmd)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			st, err := store.Open(ctx, dbURL)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			c, err := dashboards.NewStatsConsumer(st, dashboards.StatsConfig{DatabaseURL: dbURL, SlotName: slot, Logger: logger})
+			if err != nil {
+				return err
+			}
+			if err := c.Start(ctx); err != nil {
+				return err
+			}
+			fmt.Fprintln(os.Stderr, "stats consumer started")
+			<-ctx.Done()
+			c.Stop()
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&slot, "slot", "repeaterd_bench_stats", "replication slot")
+	return cmd
+}

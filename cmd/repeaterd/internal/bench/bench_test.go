@@ -1,0 +1,328 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"repeaterd/store"
+)
+
+func TestPercentile(t *testing.T) {
+	ms := func(v ...int) []time.Duration {
+		out := make([]time.Duration, len(v))
+		for i, x := range v {
+			out[i] = time.Duration(x) * time.Millisecond
+		}
+		return out
+	}
+	hundred := make([]time.Duration, 100)
+	for i := range hundred {
+		hundred[i] = time.Duration(100-i) * time.Millisecond // unsorted on purpose
+	}
+	for _, tc := range []struct {
+		name string
+		in   []time.Duration
+		p    float64
+		want time.Duration
+	}{
+		{"empty", nil, 50, 0},
+		{"one", ms(7), 99, 7 * time.Millisecond},
+		{"p50 of odd", ms(5, 1, 3), 50, 3 * time.Millisecond},
+		{"p50 of even is the lower middle", ms(4, 1, 3, 2), 50, 2 * time.Millisecond},
+		{"p0 is the min", ms(4, 1, 3), 0, time.Millisecond},
+		{"p100 is the max", ms(4, 1, 3), 100, 4 * time.Millisecond},
+		{"p99 of 100", hundred, 99, 99 * time.Millisecond},
+		{"p90 of 100", hundred, 90, 90 * time.Millisecond},
+		{"p99 of 20 is the max", ms(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20), 99, 20 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := append([]time.Duration(nil), tc.in...)
+			if got := Percentile(tc.in, tc.p); got != tc.want {
+				t.Errorf("Percentile(%v, %v) = %v, want %v", tc.in, tc.p, got, tc.want)
+			}
+			for i := range before {
+				if before[i] != tc.in[i] {
+					t.Fatal("Percentile modified its input")
+				}
+			}
+		})
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	d := Summarize([]time.Duration{3 * time.Second, time.Second, 2 * time.Second})
+	if d.N != 3 || d.Min != time.Second || d.Max != 3*time.Second || d.P50 != 2*time.Second || d.Mean != 2*time.Second {
+		t.Fatalf("Summarize = %+v", d)
+	}
+	if got := Summarize(nil); got.N != 0 || got.P99 != 0 {
+		t.Fatalf("Summarize(nil) = %+v", got)
+	}
+	if j := d.JSON(); j["p50_ms"] != 2000.0 || j["n"] != 3 {
+		t.Fatalf("JSON = %v", j)
+	}
+}
+
+func TestSustainedRate(t *testing.T) {
+	s := func(sec float64, n int64) Sample {
+		return Sample{At: time.Duration(sec * float64(time.Second)), Count: n}
+	}
+	for _, tc := range []struct {
+		name    string
+		samples []Sample
+		want    float64
+	}{
+		{"too few", []Sample{s(0, 0)}, 0},
+		{"nothing delivered", []Sample{s(0, 0), s(1, 0), s(2, 0)}, 0},
+		// A slow start and a tail: 10 %..90 % of 1000 is samples 2..6 (100 → 900 in 4 s).
+		{"middle of the run", []Sample{s(0, 0), s(1, 10), s(2, 100), s(3, 300), s(4, 500), s(5, 700), s(6, 900), s(7, 990), s(8, 1000)}, 200},
+		// Drained between two samples: falls back to first movement → end.
+		{"two samples", []Sample{s(0, 0), s(2, 1000)}, 500},
+		{"late start", []Sample{s(0, 0), s(10, 0), s(12, 400), s(14, 800)}, 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := SustainedRate(tc.samples, 0.1, 0.9); got != tc.want {
+				t.Errorf("SustainedRate = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if at, ok := ReachedAt([]Sample{s(0, 0), s(1, 5), s(2, 10)}, 10); !ok || at != 2*time.Second {
+		t.Errorf("ReachedAt = %v %v", at, ok)
+	}
+	if _, ok := ReachedAt([]Sample{s(0, 0), s(1, 5)}, 10); ok {
+		t.Error("ReachedAt reached a count never sampled")
+	}
+}
+
+func TestParseCount(t *testing.T) {
+	for in, want := range map[string]int{"50000": 50000, "100k": 100_000, "1M": 1_000_000, "1.5M": 1_500_000,
+		" 10m ": 10_000_000, "2_000": 2000, "20K": 20_000} {
+		if got, err := ParseCount(in); err != nil || got != want {
+			t.Errorf("ParseCount(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "k", "-1", "0", "x1", "2G", "1e12"} {
+		if _, err := ParseCount(bad); err == nil {
+			t.Errorf("ParseCount(%q) accepted", bad)
+		}
+	}
+	got, err := ParseCounts("1M,10M")
+	if err != nil || len(got) != 2 || got[1] != 10_000_000 {
+		t.Errorf("ParseCounts = %v, %v", got, err)
+	}
+	for n, want := range map[int]string{10_000_000: "10M", 1_500_000: "1.5M", 100_000: "100k", 1234: "1234", 2500: "2.5k"} {
+		if got := FormatCount(n); got != want {
+			t.Errorf("FormatCount(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+func TestParseLSN(t *testing.T) {
+	for in, want := range map[string]uint64{"0/0": 0, "0/16B3748": 0x16B3748, "16/B374D848": 0x16<<32 | 0xB374D848} {
+		if got, err := ParseLSN(in); err != nil || got != want {
+			t.Errorf("ParseLSN(%q) = %x, %v; want %x", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "16", "x/1", "1/100000000"} {
+		if _, err := ParseLSN(bad); err == nil {
+			t.Errorf("ParseLSN(%q) accepted", bad)
+		}
+	}
+	a, _ := ParseLSN("1/0")
+	b, _ := ParseLSN("0/FFFFFFFF")
+	if a <= b {
+		t.Error("LSNs do not order across the slash")
+	}
+}
+
+func TestParseProcStatus(t *testing.T) {
+	status := "Name:\trepeaterd\nVmPeak:\t 1000 kB\nVmHWM:\t   51234 kB\nVmRSS:\t   40960 kB\nThreads:\t9\n"
+	rss, hwm, err := parseProcStatus(status)
+	if err != nil || rss != 40960 || hwm != 51234 {
+		t.Fatalf("parseProcStatus = %d, %d, %v", rss, hwm, err)
+	}
+	if _, _, err := parseProcStatus("Name:\tx\n"); err == nil {
+		t.Fatal("parseProcStatus accepted a status without memory lines")
+	}
+}
+
+func TestCompareCounts(t *testing.T) {
+	k := func(d string, r int64, s store.State, n int64) store.StatCount {
+		return store.StatCount{StatKey: store.StatKey{Domain: d, RepeaterID: r, State: s}, Count: n}
+	}
+	live := []store.StatCount{k("a", 1, 1, 5), k("a", 1, 4, 10), k("b", 2, 4, 3)}
+	if d := compareCounts(live, live); d.keys != 0 || d.off != 0 || d.total != 18 || d.walTotal != 18 {
+		t.Fatalf("equal counts differ: %+v", d)
+	}
+	wal := []store.StatCount{k("a", 1, 1, 4), k("a", 1, 4, 10), k("c", 3, 4, 2)} // one short, b missing, c extra
+	if d := compareCounts(wal, live); d.keys != 3 || d.off != 1+3+2 {
+		t.Fatalf("compareCounts = %+v", d)
+	}
+}
+
+func TestSinkBookkeeping(t *testing.T) {
+	s := NewSink(SinkConfig{})
+	now := time.Unix(1000, 0)
+	s.now = func() time.Time { now = now.Add(time.Millisecond); return now }
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+
+	post := func(path, id string) int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+path, strings.NewReader(`{"x":1}`))
+		if id != "" {
+			req.Header.Set("webhook-id", id)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+
+	// A waiter registered before the arrival is woken with its time.
+	waited := make(chan int64, 1)
+	go func() {
+		at, _ := s.Wait(context.Background(), "msg_1")
+		waited <- at
+	}()
+	for !s.hasWaiter("msg_1") {
+		time.Sleep(time.Millisecond)
+	}
+	if code := post("/a", "msg_1"); code != 200 {
+		t.Fatalf("status %d, want 200", code)
+	}
+	select {
+	case at := <-waited:
+		if at != time.Unix(1000, 0).Add(time.Millisecond).UnixNano() {
+			t.Errorf("waiter got %d", at)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("waiter never woke")
+	}
+	post("/a", "msg_1") // a duplicate keeps the first arrival
+	post("/b", "msg_2")
+	post("/b", "")
+	if code := post("/b?status=503", "msg_3"); code != 503 {
+		t.Errorf("?status=503 answered %d", code)
+	}
+
+	var st SinkStats
+	getJSON(t, srv.URL+"/_sink/stats", &st)
+	if st.Requests != 5 || st.Unique != 3 || st.Duplicates != 1 || st.NoID != 1 || st.ByPath["/a"] != 2 || st.ByPath["/b"] != 3 {
+		t.Fatalf("stats = %+v", st)
+	}
+	body, _ := json.Marshal([]string{"msg_1", "msg_2", "msg_9"})
+	resp, err := http.Post(srv.URL+"/_sink/lookup", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]int64
+	json.NewDecoder(resp.Body).Decode(&got)
+	resp.Body.Close()
+	if len(got) != 2 || got["msg_1"] != time.Unix(1000, 0).Add(time.Millisecond).UnixNano() || got["msg_2"] == 0 {
+		t.Fatalf("lookup = %v", got)
+	}
+
+	// An id already there answers at once; one that never comes times out.
+	resp, err = http.Get(srv.URL + "/_sink/wait?id=msg_2&timeout=5s")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("wait for an arrived id: %v %v", resp.Status, err)
+	}
+	resp.Body.Close()
+	resp, err = http.Get(srv.URL + "/_sink/wait?id=msg_never&timeout=20ms")
+	if err != nil || resp.StatusCode != http.StatusGatewayTimeout {
+		t.Fatalf("wait for a missing id: %v %v", resp.Status, err)
+	}
+	resp.Body.Close()
+
+	// refuse=1 closes the connection without an answer, but counts the request.
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/r?refuse=1", strings.NewReader("{}"))
+	req.Header.Set("webhook-id", "msg_4")
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatal("refuse=1 answered")
+	}
+
+	resp, err = http.Post(srv.URL+"/_sink/reset", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	getJSON(t, srv.URL+"/_sink/stats", &st)
+	if st.Requests != 0 || st.Unique != 0 {
+		t.Fatalf("after reset: %+v", st)
+	}
+}
+
+func (s *Sink) hasWaiter(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.waiters[id]) > 0
+}
+
+func getJSON(t *testing.T, url string, out any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestServeSinkAnnounces(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- ServeSink(ctx, "127.0.0.1:0", SinkConfig{}, 42, &out) }()
+	var a SinkAnnouncement
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if line := out.String(); strings.HasSuffix(line, "\n") {
+			if err := json.Unmarshal([]byte(line), &a); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no announcement")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if a.PID != 42 || !strings.HasPrefix(a.Addr, "127.0.0.1:") {
+		t.Fatalf("announcement %+v", a)
+	}
+	var st SinkStats
+	getJSON(t, "http://"+a.Addr+"/_sink/stats", &st)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and one reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

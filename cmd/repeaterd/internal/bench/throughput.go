@@ -1,0 +1,146 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// throughput: deliveries/s end to end to a sink that answers 200 at once,
+// 200 repeaters over 50 domains, a backlog drained by the new path and by the
+// legacy path (process_repeaters off by default), plus the sink's ceiling
+// under a plain keep-alive load generator.
+func runThroughput(ctx context.Context, e *env) error {
+	total, err := e.sizeOf(100_000, 40_000)
+	if err != nil {
+		return err
+	}
+	const nDomains, nRepeaters = 50, 200
+	newLimit := 10 * time.Minute
+	legacyLimit := e.durationOf(2*time.Minute, 45*time.Second)
+	if e.opt.Duration > 0 {
+		newLimit = e.opt.Duration
+	}
+	e.notef(sidesNote)
+	e.figure("records", total)
+	e.figure("repeaters", nRepeaters)
+	e.figure("domains", nDomains)
+
+	type phase struct {
+		newPath            bool
+		delivered          int64
+		wall, firstArrival time.Duration
+		avg, sustained     float64
+		drained            bool
+		sinkRequests       int64
+		sinkDups           int64
+	}
+	var phases []phase
+	for _, newPath := range []bool{true, false} {
+		p := phase{newPath: newPath}
+		st, err := e.freshDB(ctx)
+		if err != nil {
+			return err
+		}
+		if err := e.freshRedis(ctx); err != nil {
+			st.Close()
+			return err
+		}
+		sink, err := e.startSink(ctx)
+		if err != nil {
+			st.Close()
+			return err
+		}
+		err = func() error {
+			defer st.Close()
+			defer sink.close()
+			ids, err := makeRepeaters(ctx, st, domainNames("tp", nDomains), nRepeaters/nDomains,
+				func(int) string { return sink.URL("/throughput") })
+			if err != nil {
+				return err
+			}
+			loaded, err := e.loadBacklog(ctx, st, ids, total)
+			if err != nil {
+				return err
+			}
+			limit := newLimit
+			if !newPath {
+				limit = legacyLimit
+			}
+			began := time.Now()
+			sys, err := e.startSystem(ctx, newPath)
+			if err != nil {
+				return err
+			}
+			samples, werr := e.watch(ctx, pathName(newPath), began, limit, loaded,
+				func(ctx context.Context) (int64, error) { return st.BenchCountSuccess(ctx, nil) })
+			sys.stop()
+			if werr != nil {
+				return werr
+			}
+			last := samples[len(samples)-1]
+			p.delivered, p.wall = last.Count, last.At
+			p.drained = last.Count >= loaded
+			p.avg = float64(last.Count) / last.At.Seconds()
+			p.sustained = SustainedRate(samples, 0.1, 0.9)
+			p.firstArrival, _ = ReachedAt(samples, 1)
+			ss, err := sink.stats(ctx)
+			if err != nil {
+				return err
+			}
+			p.sinkRequests, p.sinkDups = ss.Requests, ss.Duplicates
+			return nil
+		}()
+		if err != nil {
+			return err
+		}
+		phases = append(phases, p)
+	}
+
+	// The sink's own ceiling, in a fresh sink process, nothing else running.
+	sink, err := e.startSink(ctx)
+	if err != nil {
+		return err
+	}
+	const conns = 64
+	body := []byte(`{"bench":true,"pad":"` + strings.Repeat("x", benchBodyBytes-25) + `"}`)
+	e.logf("sink ceiling: %d keep-alive clients for 5s", conns)
+	lr := loadSink(ctx, sink.URL("/ceiling"), conns, 5*time.Second, body)
+	sink.close()
+	ceiling := lr.rate()
+
+	fmt.Fprintf(e.out, "\n%s records over %d repeaters in %d domains, sink answers 200 at once; completions counted from the DB (state = 4) every second\n",
+		FormatCount(total), nRepeaters, nDomains)
+	tw := e.table("PATH", "DELIVERED", "DRAINED", "WALL s", "FIRST DELIVERY s", "AVG /s", "SUSTAINED /s (10-90%)", "SINK REQS", "SINK DUPS")
+	for _, p := range phases {
+		row(tw, pathName(p.newPath), p.delivered, p.drained, fmt.Sprintf("%.1f", p.wall.Seconds()),
+			fmt.Sprintf("%.1f", p.firstArrival.Seconds()), fmt.Sprintf("%.0f", p.avg), fmt.Sprintf("%.0f", p.sustained),
+			p.sinkRequests, p.sinkDups)
+	}
+	row(tw, "sink ceiling", lr.Requests, "-", fmt.Sprintf("%.1f", lr.Elapsed.Seconds()), "-",
+		fmt.Sprintf("%.0f", ceiling), "-", lr.Requests, fmt.Sprintf("errors %d", lr.Errors))
+	tw.Flush()
+	newP, legacy := phases[0], phases[1]
+	r := ratio(newP.sustained, legacy.sustained)
+	fmt.Fprintf(e.out, "ratio new/legacy (sustained): %.1f×   new as a share of the sink ceiling: %.0f %%\n",
+		r, 100*newP.sustained/ceiling)
+	if !legacy.drained {
+		e.notef("legacy stopped at its %s window with %d of %d delivered; its rate is over that window. "+
+			"Its first check_repeaters runs one check interval (10s default) after start.", legacyLimit, legacy.delivered, total)
+	}
+	e.notef("the sink ceiling comes from %d keep-alive clients in the bench process posting %d-byte bodies for 5s", conns, len(body))
+	for _, p := range phases {
+		e.figure(pathName(p.newPath), map[string]any{
+			"delivered": p.delivered, "drained": p.drained, "wall_s": round2(p.wall.Seconds()),
+			"first_delivery_s": round2(p.firstArrival.Seconds()), "avg_per_s": round2(p.avg),
+			"sustained_per_s": round2(p.sustained), "sink_requests": p.sinkRequests, "sink_duplicates": p.sinkDups,
+		})
+	}
+	e.figure("sink_ceiling_per_s", round2(ceiling))
+	e.figure("sink_ceiling_errors", lr.Errors)
+	e.figure("ratio_new_legacy", round2(r))
+	e.goal("new path sustained", "≥ 5000/s", fmt.Sprintf("%.0f/s", newP.sustained), newP.sustained >= 5000)
+	e.goal("new vs legacy", "≥ 3×", fmt.Sprintf("%.1f×", r), r >= 3)
+	return nil
+}
