@@ -170,11 +170,13 @@ func (d *Dispatcher) RunOnce(ctx context.Context) (time.Duration, error) {
 	}
 	start := d.cfg.Now()
 	defer func() { passDuration.Observe(time.Since(start).Seconds()) }()
-	groups, err := d.store.ReadyRepeaters(ctx, start)
-	if err != nil {
+	// Locks first: a batch whose update commits a backoff and releases its
+	// lock after this point is still seen as in flight, never as ready.
+	if err := d.forgetFinished(ctx); err != nil {
 		return 0, err
 	}
-	if err := d.forgetFinished(ctx); err != nil {
+	groups, err := d.store.ReadyRepeaters(ctx, start)
+	if err != nil {
 		return 0, err
 	}
 	order := RoundRobin(groups, d.pass)

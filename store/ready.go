@@ -59,7 +59,9 @@ func (s *Store) ReadyRepeatersSQL(now time.Time) (string, []any) {
 // ReadyRepeaters returns the ready repeaters of flag-enabled domains, grouped
 // by domain in domain order.
 func (s *Store) ReadyRepeaters(ctx context.Context, now time.Time) ([]DomainRepeaters, error) {
-	rows, err := s.pool.Query(ctx, readyRepeatersSQL, now, s.ProcessRepeatersDefault)
+	// Planned afresh each pass: a cached generic plan cannot see now and may
+	// scan every due ready record instead of probing per repeater.
+	rows, err := s.pool.Query(ctx, readyRepeatersSQL, pgx.QueryExecModeExec, now, s.ProcessRepeatersDefault)
 	if err != nil {
 		return nil, err
 	}

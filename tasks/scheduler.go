@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -31,7 +32,7 @@ func NewScheduler(redisOpt asynq.RedisConnOpt, logger *slog.Logger, tasks ...Per
 		Logger:   asynqLogger{logger},
 		LogLevel: asynq.WarnLevel,
 		EnqueueErrorHandler: func(t *asynq.Task, _ []asynq.Option, err error) {
-			if err != asynq.ErrDuplicateTask {
+			if !errors.Is(err, asynq.ErrDuplicateTask) {
 				logger.Warn("periodic enqueue", "task", t.Type(), "err", err)
 			}
 		},
