@@ -277,6 +277,25 @@ func (e *env) freshDB(ctx context.Context) (*store.Store, error) {
 }
 
 // freshRedis flushes the scenario's Redis DB index and points redisURL at it.
+// side runs one side of a scenario on a fresh database, a fresh Redis DB
+// and its own sink process, and closes them after.
+func (e *env) side(ctx context.Context, fn func(st *store.Store, sink *sinkProc) error) error {
+	st, err := e.freshDB(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := e.freshRedis(ctx); err != nil {
+		return err
+	}
+	sink, err := e.startSink(ctx)
+	if err != nil {
+		return err
+	}
+	defer sink.close()
+	return fn(st, sink)
+}
+
 func (e *env) freshRedis(ctx context.Context) error {
 	u, err := url.Parse(e.opt.RedisURL)
 	if err != nil {

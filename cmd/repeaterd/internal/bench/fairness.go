@@ -40,22 +40,7 @@ func runFairness(ctx context.Context, e *env) error {
 	var phases []phase
 	for _, newPath := range []bool{true, false} {
 		p := phase{newPath: newPath}
-		st, err := e.freshDB(ctx)
-		if err != nil {
-			return err
-		}
-		if err := e.freshRedis(ctx); err != nil {
-			st.Close()
-			return err
-		}
-		sink, err := e.startSink(ctx)
-		if err != nil {
-			st.Close()
-			return err
-		}
-		err = func() error {
-			defer st.Close()
-			defer sink.close()
+		err := e.side(ctx, func(st *store.Store, sink *sinkProc) error {
 			noisyIDs, err := makeRepeaters(ctx, st, []string{"noisy"}, noisyRepeaters,
 				func(int) string { return sink.URL("/noisy") })
 			if err != nil {
@@ -161,7 +146,7 @@ func runFairness(ctx context.Context, e *env) error {
 			p.sinkDuplicates = ss.Duplicates
 			e.logf("%s: quiet p50 %.0fms p99 %.0fms, %d undelivered", pathName(newPath), ms(p.dist.P50), ms(p.dist.P99), p.undelivered)
 			return nil
-		}()
+		})
 		if err != nil {
 			return err
 		}

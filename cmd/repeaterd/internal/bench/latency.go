@@ -45,22 +45,7 @@ func runLatency(ctx context.Context, e *env) error {
 	for _, mode := range []string{"idle", "back-to-back", "legacy"} {
 		newPath := mode != "legacy"
 		p := phase{name: mode, newPath: newPath}
-		st, err := e.freshDB(ctx)
-		if err != nil {
-			return err
-		}
-		if err := e.freshRedis(ctx); err != nil {
-			st.Close()
-			return err
-		}
-		sink, err := e.startSink(ctx)
-		if err != nil {
-			st.Close()
-			return err
-		}
-		err = func() error {
-			defer st.Close()
-			defer sink.close()
+		err := e.side(ctx, func(st *store.Store, sink *sinkProc) error {
 			ids, err := makeRepeaters(ctx, st, []string{"latency"}, 1, func(int) string { return sink.URL("/latency") })
 			if err != nil {
 				return err
@@ -165,7 +150,7 @@ func runLatency(ctx context.Context, e *env) error {
 			p.arrival, p.send = Summarize(arr), Summarize(snd)
 			e.logf("%s: arrival p50 %.1fms p99 %.1fms", mode, ms(p.arrival.P50), ms(p.arrival.P99))
 			return nil
-		}()
+		})
 		if err != nil {
 			return err
 		}

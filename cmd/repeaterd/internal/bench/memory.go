@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"repeaterd/store"
 	"strconv"
 	"strings"
 	"syscall"
@@ -35,22 +36,7 @@ func runMemory(ctx context.Context, e *env) error {
 	var newWall time.Duration
 	for _, newPath := range []bool{true, false} {
 		p := phase{newPath: newPath}
-		st, err := e.freshDB(ctx)
-		if err != nil {
-			return err
-		}
-		if err := e.freshRedis(ctx); err != nil {
-			st.Close()
-			return err
-		}
-		sink, err := e.startSink(ctx)
-		if err != nil {
-			st.Close()
-			return err
-		}
-		err = func() error {
-			defer st.Close()
-			defer sink.close()
+		err := e.side(ctx, func(st *store.Store, sink *sinkProc) error {
 			ids, err := makeRepeaters(ctx, st, domainNames("mem", nDomains), nRepeaters/nDomains,
 				func(int) string { return sink.URL("/memory") })
 			if err != nil {
@@ -126,7 +112,7 @@ func runMemory(ctx context.Context, e *env) error {
 				newWall = p.wall
 			}
 			return nil
-		}()
+		})
 		if err != nil {
 			return err
 		}

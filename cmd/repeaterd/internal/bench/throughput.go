@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"repeaterd/store"
 	"strings"
 	"time"
 )
@@ -39,22 +40,7 @@ func runThroughput(ctx context.Context, e *env) error {
 	var phases []phase
 	for _, newPath := range []bool{true, false} {
 		p := phase{newPath: newPath}
-		st, err := e.freshDB(ctx)
-		if err != nil {
-			return err
-		}
-		if err := e.freshRedis(ctx); err != nil {
-			st.Close()
-			return err
-		}
-		sink, err := e.startSink(ctx)
-		if err != nil {
-			st.Close()
-			return err
-		}
-		err = func() error {
-			defer st.Close()
-			defer sink.close()
+		err := e.side(ctx, func(st *store.Store, sink *sinkProc) error {
 			ids, err := makeRepeaters(ctx, st, domainNames("tp", nDomains), nRepeaters/nDomains,
 				func(int) string { return sink.URL("/throughput") })
 			if err != nil {
@@ -91,7 +77,7 @@ func runThroughput(ctx context.Context, e *env) error {
 			}
 			p.sinkRequests, p.sinkDups = ss.Requests, ss.Duplicates
 			return nil
-		}()
+		})
 		if err != nil {
 			return err
 		}
