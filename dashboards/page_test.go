@@ -426,7 +426,7 @@ func TestPageBrowserFlagSwitchAndEscaping(t *testing.T) {
 	if err := web.Start(bg); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(web.Stop)
+	t.Cleanup(func() { _ = web.Stop(context.Background()) })
 	// Close the browser first: Stop would wait ~5s on its preconnected,
 	// never-used sockets (http.Server counts a new connection as active
 	// for its first 5 seconds).

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"repeaterd/repeaters/lifecycle"
 	"repeaterd/store"
 )
 
@@ -117,9 +118,7 @@ type StatsConsumer struct {
 	metrics    statsMetrics
 	applied    atomic.Uint64 // pglogrepl.LSN committed to stats_progress
 
-	mu     sync.Mutex
-	cancel context.CancelFunc
-	done   chan struct{}
+	life lifecycle.Base
 
 	// observeDelay, when set (tests), gets each applied transaction's
 	// commit-to-applied delay.
@@ -141,35 +140,21 @@ func NewStatsConsumer(st *store.Store, cfg StatsConfig) (*StatsConsumer, error) 
 }
 
 // Start checks the server can feed the stats, then consumes the slot in the
-// background until ctx ends or Stop is called, reconnecting after errors. An
-// error wrapping ErrWALUnavailable means it never will as configured.
+// background until Stop, reconnecting after errors. An error wrapping
+// ErrWALUnavailable means it never will as configured.
 func (c *StatsConsumer) Start(ctx context.Context) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.done != nil {
-		return errors.New("stats: already started")
-	}
-	if err := c.preflight(ctx); err != nil {
-		return err
-	}
-	ctx, c.cancel = context.WithCancel(ctx)
-	c.done = make(chan struct{})
-	go c.run(ctx, c.done)
-	return nil
+	return c.life.Start(ctx, func(ctx context.Context) error {
+		if err := c.preflight(ctx); err != nil {
+			return err
+		}
+		c.life.Go(func() { c.run(ctx) })
+		return nil
+	})
 }
 
 // Stop stops consuming, applying and acknowledging what was received, and
 // waits for the background work to end.
-func (c *StatsConsumer) Stop() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.done == nil {
-		return
-	}
-	c.cancel()
-	<-c.done
-	c.done = nil
-}
+func (c *StatsConsumer) Stop(ctx context.Context) error { return c.life.Stop(ctx, nil) }
 
 // AppliedLSN is the end of the WAL applied to the stats, as far as this
 // consumer knows.
@@ -269,8 +254,7 @@ func (c *StatsConsumer) connect(ctx context.Context) (*pgconn.PgConn, error) {
 func (c *StatsConsumer) classify(err error) error { return classify(err, c.connConfig.User) }
 
 // run keeps a replication session going until ctx ends.
-func (c *StatsConsumer) run(ctx context.Context, done chan struct{}) {
-	defer close(done)
+func (c *StatsConsumer) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { c.refreshLag(ctx) })
 	defer wg.Wait()

@@ -199,7 +199,7 @@ func (e *statsEnv) consumer(t testing.TB, cfg StatsConfig) *StatsConsumer {
 	if err := c.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(c.Stop)
+	t.Cleanup(func() { _ = c.Stop(context.Background()) })
 	return c
 }
 
@@ -280,7 +280,7 @@ func TestStatsConsumerStandbyTakesOver(t *testing.T) {
 	if second.AppliedLSN() != 0 {
 		t.Fatalf("the standby applied changes (to %s) while the first consumer ran", second.AppliedLSN())
 	}
-	first.Stop()
+	_ = first.Stop(context.Background())
 	e.insert(t, e.repeaters[1], store.StatePending, 3)
 	target := e.mark(t)
 	e.waitApplied(t, target, 30*time.Second)
@@ -630,7 +630,7 @@ func TestStatsConsumerChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-ctx.Done()
-	c.Stop()
+	_ = c.Stop(context.Background())
 }
 
 type statsChild struct {
@@ -833,7 +833,7 @@ func measureStatsLag(tb testing.TB, rate int, d time.Duration) statsLag {
 	if err := c.Start(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(c.Stop)
+	tb.Cleanup(func() { _ = c.Stop(context.Background()) })
 	e.waitApplied(tb, e.mark(tb), 30*time.Second)
 	mu.Lock()
 	delays = nil
@@ -918,7 +918,7 @@ func measureStatsApply(tb testing.TB, n, perTx int) float64 {
 		tb.Fatal(err)
 	}
 	e.waitApplied(tb, e.mark(tb), 60*time.Second)
-	first.Stop()
+	_ = first.Stop(context.Background())
 
 	conn := e.conn(tb)
 	statsExec(tb, conn, `SET synchronous_commit = off`)
@@ -936,7 +936,7 @@ func measureStatsApply(tb testing.TB, n, perTx int) float64 {
 	if err := c.Start(ctx); err != nil {
 		tb.Fatal(err)
 	}
-	defer c.Stop()
+	defer c.Stop(context.Background())
 	e.waitApplied(tb, target, 5*time.Minute)
 	rate := statsMetricValue(tb, c.metrics.appliedChanges) / time.Since(began).Seconds()
 	e.assertExact(tb)

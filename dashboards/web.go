@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
+	"repeaterd/repeaters/lifecycle"
 	"repeaterd/store"
 )
 
@@ -124,7 +125,7 @@ func WithLogger(l *slog.Logger) WebOption { return func(w *Web) { w.logger = l }
 // a Sentinel deployment passes its asynq.RedisFailoverClientOpt here.
 func WithMonitorRedis(opt asynq.RedisConnOpt) WebOption { return func(w *Web) { w.monitorOpt = opt } }
 
-// Web is the web role. It is a tasks.Service.
+// Web is the web role. It is a lifecycle.Service.
 type Web struct {
 	cfg        WebConfig
 	st         *store.Store
@@ -136,11 +137,9 @@ type Web struct {
 	monitor    *asynqmon.HTTPHandler
 	handler    http.Handler
 
-	mu       sync.Mutex
-	srv      *http.Server
-	ln       net.Listener
-	served   chan struct{}
-	stopOnce sync.Once
+	life lifecycle.Base
+	mu   sync.Mutex // guards ln
+	ln   net.Listener
 }
 
 // NewWeb builds the web role. It refuses a config that would expose the API
@@ -265,28 +264,44 @@ func (w *Web) requireToken(challenge string, next http.Handler) http.Handler {
 
 // Start listens on cfg.Addr and serves until Stop.
 func (w *Web) Start(ctx context.Context) error {
-	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", w.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("web: %w", err)
-	}
-	srv := &http.Server{
-		Handler:           w.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(w.logger.Handler(), slog.LevelWarn),
-	}
-	w.mu.Lock()
-	w.srv, w.ln, w.served = srv, ln, make(chan struct{})
-	w.mu.Unlock()
-	go func() {
-		defer close(w.served)
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			w.logger.Error("web: serve", "err", err)
+	return w.life.Start(ctx, func(ctx context.Context) error {
+		ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", w.cfg.Addr)
+		if err != nil {
+			return fmt.Errorf("web: %w", err)
 		}
-	}()
-	w.logger.Info("web listening", "addr", ln.Addr().String(), "auth", w.cfg.APIToken != "")
-	return nil
+		srv := &http.Server{
+			Handler:           w.handler,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       time.Minute,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(w.logger.Handler(), slog.LevelWarn),
+		}
+		w.mu.Lock()
+		w.ln = ln
+		w.mu.Unlock()
+		w.life.Go(func() {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				w.logger.Error("web: serve", "err", err)
+			}
+		})
+		w.life.Go(func() { <-ctx.Done(); w.shutdown(srv) })
+		w.logger.Info("web listening", "addr", ln.Addr().String(), "auth", w.cfg.APIToken != "")
+		return nil
+	})
+}
+
+// shutdown lets in-flight requests finish (up to ShutdownTimeout), then
+// closes the connections left and asynqmon's Redis connections.
+func (w *Web) shutdown(srv *http.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		w.logger.Warn("web: shutdown timed out; closing connections", "err", err)
+		_ = srv.Close()
+	}
+	if err := w.monitor.Close(); err != nil {
+		w.logger.Warn("web: close asynqmon", "err", err)
+	}
 }
 
 // Addr returns the address the server listens on, "" before Start. With
@@ -300,26 +315,10 @@ func (w *Web) Addr() string {
 	return w.ln.Addr().String()
 }
 
-// Stop lets in-flight requests finish (up to ShutdownTimeout), then closes
-// the listener and asynqmon's Redis connections.
-func (w *Web) Stop() {
-	w.stopOnce.Do(func() {
-		w.mu.Lock()
-		srv, served := w.srv, w.served
-		w.mu.Unlock()
-		if srv != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), w.cfg.ShutdownTimeout)
-			defer cancel()
-			if err := srv.Shutdown(ctx); err != nil {
-				w.logger.Warn("web: shutdown timed out; closing connections", "err", err)
-				_ = srv.Close()
-			}
-			<-served
-		}
-		if err := w.monitor.Close(); err != nil {
-			w.logger.Warn("web: close asynqmon", "err", err)
-		}
-	})
+// Stop lets in-flight requests finish (up to ShutdownTimeout, or until ctx
+// ends), then closes the listener and asynqmon's Redis connections.
+func (w *Web) Stop(ctx context.Context) error {
+	return w.life.Stop(ctx, nil)
 }
 
 // placeholderPage stands in for the dashboard page at / until that page is

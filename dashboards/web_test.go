@@ -1,6 +1,7 @@
 package dashboards_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -36,7 +37,7 @@ func startWeb(t *testing.T, cfg dashboards.WebConfig, st *store.Store, rdb redis
 	if err := w.Start(t.Context()); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
-	t.Cleanup(w.Stop)
+	t.Cleanup(func() { _ = w.Stop(context.Background()) })
 	return w
 }
 
@@ -78,14 +79,14 @@ func TestWebRefusesOpenListenWithoutToken(t *testing.T) {
 			t.Errorf("NewWeb(%q) on loopback without a token: %v", addr, err)
 			continue
 		}
-		w.Stop()
+		_ = w.Stop(context.Background())
 	}
 	// With a token, any address is allowed; it is built, never started.
 	w, err := dashboards.NewWeb(dashboards.WebConfig{Addr: "0.0.0.0:0", APIToken: "t"}, st, rdb)
 	if err != nil {
 		t.Fatalf("NewWeb(0.0.0.0:0) with a token: %v", err)
 	}
-	w.Stop()
+	_ = w.Stop(context.Background())
 	if _, err := dashboards.NewWeb(dashboards.WebConfig{Addr: "no-port"}, st, rdb); err == nil {
 		t.Error("NewWeb accepted an address without a port")
 	}
@@ -206,8 +207,8 @@ func TestWebStopClosesListener(t *testing.T) {
 	if resp, _ := webGet(t, base+"/healthz", ""); resp.StatusCode != http.StatusOK {
 		t.Fatalf("healthz: %d", resp.StatusCode)
 	}
-	w.Stop()
-	w.Stop() // idempotent
+	_ = w.Stop(context.Background())
+	_ = w.Stop(context.Background()) // idempotent
 	http.DefaultClient.CloseIdleConnections()
 	if resp, err := http.Get(base + "/healthz"); err == nil {
 		resp.Body.Close()

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/redis/go-redis/v9"
 
+	"repeaterd/repeaters/lifecycle"
 	"repeaterd/store"
 )
 
@@ -89,8 +90,7 @@ type Dispatcher struct {
 	limits   *limits
 	inFlight map[int64]string // repeater → domain, for batches this leader enqueued
 
-	cancel context.CancelFunc
-	done   chan struct{}
+	life lifecycle.Base
 }
 
 // NewDispatcher wires a dispatcher.
@@ -105,22 +105,14 @@ func NewDispatcher(cfg DispatcherConfig, st *store.Store, rdb redis.UniversalCli
 
 // Start runs the dispatcher until Stop.
 func (d *Dispatcher) Start(ctx context.Context) error {
-	ctx, d.cancel = context.WithCancel(ctx)
-	d.done = make(chan struct{})
-	go func() {
-		defer close(d.done)
-		d.elector.Run(ctx, d.lead)
-	}()
-	return nil
+	return d.life.Start(ctx, func(ctx context.Context) error {
+		d.life.Go(func() { d.elector.Run(ctx, d.lead) })
+		return nil
+	})
 }
 
 // Stop stops dispatching and gives up the lease.
-func (d *Dispatcher) Stop() {
-	if d.cancel != nil {
-		d.cancel()
-		<-d.done
-	}
-}
+func (d *Dispatcher) Stop(ctx context.Context) error { return d.life.Stop(ctx, nil) }
 
 // lead is the leader's loop: a pass, then sleep until something can change.
 func (d *Dispatcher) lead(ctx context.Context) {

@@ -13,12 +13,6 @@ import (
 	"repeaterd/store"
 )
 
-// Service is a role: it runs from Start until Stop.
-type Service interface {
-	Start(ctx context.Context) error
-	Stop()
-}
-
 // EngineConfig configures the delivery engine's roles.
 type EngineConfig struct {
 	DatabaseURL string

@@ -307,7 +307,7 @@ func TestGracefulShutdownReleasesLocksAndClaims(t *testing.T) {
 	}
 	w := h.spawn("worker")
 	h.waitFor("a batch in flight", 20*time.Second, func() bool { return sk.count("/drain") >= 5 })
-	d.Stop() // so no new batch takes the lock after the drained one releases it
+	_ = d.Stop(ctx) // so no new batch takes the lock after the drained one releases it
 	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"repeaterd/repeaters/lifecycle"
 	"sort"
 	"strconv"
 	"strings"
@@ -63,13 +64,13 @@ func runRoles(roles string) {
 	fmt.Fprintln(os.Stderr, "roles started:", roles)
 	<-sigCtx.Done()
 	for _, s := range services {
-		s.Stop()
+		_ = s.Stop(ctx)
 	}
 	eng.Close()
 }
 
-func roleServices(eng *tasks.Engine, roles string) []tasks.Service {
-	var services []tasks.Service
+func roleServices(eng *tasks.Engine, roles string) []lifecycle.Service {
+	var services []lifecycle.Service
 	if strings.Contains(roles, "dispatcher") {
 		services = append(services, eng.NewDispatcher())
 	}
@@ -126,7 +127,7 @@ func (h *harness) start(roles ...string) {
 		if err := s.Start(ctx); err != nil {
 			h.t.Fatal(err)
 		}
-		h.t.Cleanup(s.Stop)
+		h.t.Cleanup(func() { _ = s.Stop(ctx) })
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+
+	"repeaterd/repeaters/lifecycle"
 )
 
 // DefaultCheckInterval is how often check_repeaters runs.
@@ -24,6 +26,7 @@ type Periodic struct {
 type Scheduler struct {
 	sched *asynq.Scheduler
 	tasks []Periodic
+	life  lifecycle.Base
 }
 
 // NewScheduler returns a scheduler for tasks.
@@ -41,14 +44,18 @@ func NewScheduler(redisOpt asynq.RedisConnOpt, logger *slog.Logger, tasks ...Per
 }
 
 // Start registers the tasks and begins ticking.
-func (s *Scheduler) Start(context.Context) error {
-	for _, p := range s.tasks {
-		if _, err := s.sched.Register(fmt.Sprintf("@every %s", p.Every), p.Task); err != nil {
-			return err
+func (s *Scheduler) Start(ctx context.Context) error {
+	return s.life.Start(ctx, func(context.Context) error {
+		for _, p := range s.tasks {
+			if _, err := s.sched.Register(fmt.Sprintf("@every %s", p.Every), p.Task); err != nil {
+				return err
+			}
 		}
-	}
-	return s.sched.Start()
+		return s.sched.Start()
+	})
 }
 
 // Stop stops ticking.
-func (s *Scheduler) Stop() { s.sched.Shutdown() }
+func (s *Scheduler) Stop(ctx context.Context) error {
+	return s.life.Stop(ctx, func(context.Context) error { s.sched.Shutdown(); return nil })
+}

@@ -2,12 +2,15 @@ package tasks
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
+
+	"repeaterd/repeaters/lifecycle"
 )
 
 // Worker defaults.
@@ -47,6 +50,7 @@ type Worker struct {
 	srv      *asynq.Server
 	mux      *asynq.ServeMux
 	draining atomic.Bool
+	life     lifecycle.Base
 }
 
 // NewWorker wires a worker whose handlers register on its mux.
@@ -69,12 +73,27 @@ func NewWorker(cfg WorkerConfig, redisOpt asynq.RedisConnOpt, logger *slog.Logge
 }
 
 // Start begins processing.
-func (w *Worker) Start(context.Context) error { return w.srv.Start(w.mux) }
+func (w *Worker) Start(ctx context.Context) error {
+	return w.life.Start(ctx, func(context.Context) error {
+		w.draining.Store(false)
+		return w.srv.Start(w.mux)
+	})
+}
 
-// Stop drains in-flight tasks (bounded by the drain timeout) and stops.
-func (w *Worker) Stop() {
-	w.draining.Store(true)
-	w.srv.Shutdown()
+// Stop drains in-flight tasks and stops. asynq bounds the drain by the
+// configured DrainTimeout; Stop returns when it ends or when ctx does.
+func (w *Worker) Stop(ctx context.Context) error {
+	return w.life.Stop(ctx, func(ctx context.Context) error {
+		w.draining.Store(true)
+		done := make(chan struct{})
+		go func() { w.srv.Shutdown(); close(done) }()
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("worker: drain: %w", ctx.Err())
+		}
+	})
 }
 
 // Draining reports whether Stop has begun.

@@ -180,8 +180,7 @@ func newBenchStatsConsumerCmd() *cobra.Command {
 			}
 			fmt.Fprintln(os.Stderr, "stats consumer started")
 			<-ctx.Done()
-			c.Stop()
-			return nil
+			return c.Stop(context.WithoutCancel(ctx))
 		},
 	}
 	cmd.Flags().StringVar(&slot, "slot", "repeaterd_bench_stats", "replication slot")

@@ -145,8 +145,8 @@ func (d *demo) report(ctx context.Context) {
 }
 
 // Stop ends the trickle and the sink.
-func (d *demo) Stop() {
+func (d *demo) Stop(context.Context) error {
 	d.cancel()
 	<-d.done
-	_ = d.sink.Close()
+	return d.sink.Close()
 }

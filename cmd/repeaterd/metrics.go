@@ -11,12 +11,13 @@ import (
 
 	"repeaterd/dashboards"
 	"repeaterd/repeaters"
+	"repeaterd/repeaters/lifecycle"
 	"repeaterd/tasks"
 )
 
 // collectorsOf gathers the engine's metrics and those of every role that
 // exports its own (the stats consumer).
-func collectorsOf(services []tasks.Service) []prometheus.Collector {
+func collectorsOf(services []lifecycle.Service) []prometheus.Collector {
 	out := repeaters.Collectors()
 	for _, s := range services {
 		if c, ok := s.(interface{ Collectors() []prometheus.Collector }); ok {
@@ -29,7 +30,7 @@ func collectorsOf(services []tasks.Service) []prometheus.Collector {
 // newMetricsRegistry builds this process's registry. Database- and
 // queue-backed gauges are exported only by the process serving the web role,
 // so a fleet of workers does not multiply those queries.
-func newMetricsRegistry(eng *tasks.Engine, services []tasks.Service, withDB bool) (*prometheus.Registry, error) {
+func newMetricsRegistry(eng *tasks.Engine, services []lifecycle.Service, withDB bool) (*prometheus.Registry, error) {
 	cfg := dashboards.MetricsConfig{Collectors: collectorsOf(services)}
 	if withDB {
 		cfg.Store = eng.Store
@@ -40,7 +41,7 @@ func newMetricsRegistry(eng *tasks.Engine, services []tasks.Service, withDB bool
 
 // serveMetrics puts this process's metrics on the web role's /metrics, with
 // the database- and queue-backed gauges, or else on --metrics-addr.
-func serveMetrics(o runOptions, eng *tasks.Engine, services *[]tasks.Service) error {
+func serveMetrics(o runOptions, eng *tasks.Engine, services *[]lifecycle.Service) error {
 	var web *dashboards.Web
 	for _, s := range *services {
 		if w, ok := s.(*dashboards.Web); ok {
@@ -66,23 +67,27 @@ func serveMetrics(o runOptions, eng *tasks.Engine, services *[]tasks.Service) er
 type metricsServer struct {
 	addr    string
 	handler http.Handler
-	srv     *http.Server
+	life    lifecycle.Base
 }
 
-func (m *metricsServer) Start(context.Context) error {
-	ln, err := net.Listen("tcp", m.addr)
-	if err != nil {
-		return err
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", m.handler)
-	m.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go m.srv.Serve(ln) // returns ErrServerClosed on Stop
-	return nil
+func (m *metricsServer) Start(ctx context.Context) error {
+	return m.life.Start(ctx, func(ctx context.Context) error {
+		ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", m.addr)
+		if err != nil {
+			return err
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", m.handler)
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		m.life.Go(func() { _ = srv.Serve(ln) }) // ErrServerClosed on Stop
+		m.life.Go(func() {
+			<-ctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		})
+		return nil
+	})
 }
 
-func (m *metricsServer) Stop() {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	_ = m.srv.Shutdown(ctx)
-}
+func (m *metricsServer) Stop(ctx context.Context) error { return m.life.Stop(ctx, nil) }

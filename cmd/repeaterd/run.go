@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"repeaterd/repeaters/lifecycle"
 	"slices"
 	"strings"
 	"time"
@@ -166,29 +167,20 @@ func run(cmd *cobra.Command, o runOptions) error {
 		}
 		services = append(services, d)
 	}
-	for i, s := range services {
-		if err := s.Start(ctx); err != nil {
-			stopAll(services[:i])
-			return err
-		}
+	if err := lifecycle.StartAll(ctx, services); err != nil {
+		return err
 	}
 	logger.Info("repeaterd running", "roles", strings.Join(o.roles, ","), "version", version)
 	<-ctx.Done()
 	logger.Info("shutting down: draining in-flight batches", "timeout", o.drainTimeout)
-	stopAll(services)
-	return nil
-}
-
-// stopAll stops services in reverse start order.
-func stopAll(services []tasks.Service) {
-	for i := len(services) - 1; i >= 0; i-- {
-		services[i].Stop()
-	}
+	drain, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.drainTimeout+5*time.Second)
+	defer cancel()
+	return lifecycle.StopAll(drain, services)
 }
 
 // buildRoles returns the services of the requested roles.
-func buildRoles(ctx context.Context, o runOptions, eng *tasks.Engine) ([]tasks.Service, error) {
-	var out []tasks.Service
+func buildRoles(ctx context.Context, o runOptions, eng *tasks.Engine) ([]lifecycle.Service, error) {
+	var out []lifecycle.Service
 	for _, role := range allRoles {
 		if !slices.Contains(o.roles, role) {
 			continue
@@ -207,16 +199,16 @@ func buildRoles(ctx context.Context, o runOptions, eng *tasks.Engine) ([]tasks.S
 	return out, nil
 }
 
-type roleBuilder func(ctx context.Context, o runOptions, eng *tasks.Engine) (tasks.Service, error)
+type roleBuilder func(ctx context.Context, o runOptions, eng *tasks.Engine) (lifecycle.Service, error)
 
 var roleBuilders = map[string]roleBuilder{
-	"dispatcher": func(_ context.Context, _ runOptions, eng *tasks.Engine) (tasks.Service, error) {
+	"dispatcher": func(_ context.Context, _ runOptions, eng *tasks.Engine) (lifecycle.Service, error) {
 		return eng.NewDispatcher(), nil
 	},
-	"worker": func(_ context.Context, _ runOptions, eng *tasks.Engine) (tasks.Service, error) {
+	"worker": func(_ context.Context, _ runOptions, eng *tasks.Engine) (lifecycle.Service, error) {
 		return eng.NewWorker(), nil
 	},
-	"scheduler": func(ctx context.Context, _ runOptions, eng *tasks.Engine) (tasks.Service, error) {
+	"scheduler": func(ctx context.Context, _ runOptions, eng *tasks.Engine) (lifecycle.Service, error) {
 		return eng.NewScheduler(ctx), nil
 	},
 }

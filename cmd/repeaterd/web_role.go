@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"repeaterd/repeaters/lifecycle"
 
 	"repeaterd/dashboards"
 	"repeaterd/tasks"
@@ -11,7 +12,7 @@ import (
 // /monitor/ and the dashboard at /, on the engine's Postgres pool and Redis
 // client.
 func init() {
-	roleBuilders["web"] = func(_ context.Context, o runOptions, eng *tasks.Engine) (tasks.Service, error) {
+	roleBuilders["web"] = func(_ context.Context, o runOptions, eng *tasks.Engine) (lifecycle.Service, error) {
 		page := dashboards.NewPage(eng.Store, dashboards.PageOptions{APIToken: o.apiToken, Logger: eng.Logger})
 		return dashboards.NewWeb(webConfig(o), eng.Store, eng.Redis, dashboards.WithLogger(eng.Logger), dashboards.WithPage(page))
 	}

@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"repeaterd/repeaters/lifecycle"
 	"runtime"
 	"strings"
 	"text/tabwriter"
@@ -326,7 +327,7 @@ func (e *env) engineConfig(processRepeatersDefault bool) tasks.EngineConfig {
 // system is the engine's roles running in this process.
 type system struct {
 	eng      *tasks.Engine
-	services []tasks.Service
+	services []lifecycle.Service
 }
 
 // startSystem starts the dispatcher, worker and scheduler roles in process,
@@ -337,7 +338,7 @@ func (e *env) startSystem(ctx context.Context, processRepeatersDefault bool) (*s
 		return nil, err
 	}
 	s := &system{eng: eng}
-	for _, svc := range []tasks.Service{eng.NewDispatcher(), eng.NewWorker(), eng.NewScheduler(ctx)} {
+	for _, svc := range []lifecycle.Service{eng.NewDispatcher(), eng.NewWorker(), eng.NewScheduler(ctx)} {
 		if err := svc.Start(ctx); err != nil {
 			s.stop()
 			return nil, err
@@ -348,9 +349,7 @@ func (e *env) startSystem(ctx context.Context, processRepeatersDefault bool) (*s
 }
 
 func (s *system) stop() {
-	for i := len(s.services) - 1; i >= 0; i-- {
-		s.services[i].Stop()
-	}
+	_ = lifecycle.StopAll(context.Background(), s.services)
 	s.eng.Close()
 }
 
