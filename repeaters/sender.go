@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"repeaterd/store"
 )
@@ -212,17 +211,6 @@ func senderTimeout(r *store.Repeater) time.Duration {
 	return DefaultRequestTimeout
 }
 
-// reservedHeaders are set by the Sender alone: a repeater's own header must
-// not forge the signature, change the id receivers deduplicate on, or
-// mislabel the body.
-var reservedHeaders = map[string]bool{
-	http.CanonicalHeaderKey(HeaderWebhookID):        true,
-	http.CanonicalHeaderKey(HeaderWebhookTimestamp): true,
-	http.CanonicalHeaderKey(HeaderWebhookSignature): true,
-	"Content-Type": true,
-	"User-Agent":   true,
-}
-
 func (s *Sender) newRequest(ctx context.Context, r *store.Repeater, rec *store.ReadyRecord, at time.Time) (*http.Request, error) {
 	if _, err := parseTargetURL(r.URL); err != nil {
 		return nil, err
@@ -233,7 +221,7 @@ func (s *Sender) newRequest(ctx context.Context, r *store.Repeater, rec *store.R
 		return nil, err
 	}
 	for k, v := range r.Headers {
-		if !reservedHeaders[http.CanonicalHeaderKey(k)] {
+		if !IsReservedHeader(k) {
 			req.Header.Set(k, v)
 		}
 	}
@@ -319,20 +307,5 @@ func redactSecret(msg, secret string) string {
 	return msg
 }
 
-// clipAttemptMessage makes msg storable: valid UTF-8 without NUL (Postgres
-// text rejects both) and at most MaxMessageBytes, cut on a rune boundary.
-func clipAttemptMessage(msg string) string {
-	const ellipsis = "…"
-	if len(msg) > 4*MaxMessageBytes { // bound the work on a 64 KiB body
-		msg = msg[:4*MaxMessageBytes]
-	}
-	msg = strings.ReplaceAll(strings.ToValidUTF8(msg, "\uFFFD"), "\x00", "\uFFFD")
-	if len(msg) <= MaxMessageBytes {
-		return msg
-	}
-	cut := MaxMessageBytes - len(ellipsis)
-	for cut > 0 && !utf8.RuneStart(msg[cut]) {
-		cut--
-	}
-	return msg[:cut] + ellipsis
-}
+// clipAttemptMessage makes msg storable as an attempt's message.
+func clipAttemptMessage(msg string) string { return store.Storable(msg, MaxMessageBytes) }

@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -72,3 +73,18 @@ func webhookKey(secret string) []byte {
 	}
 	return []byte(secret)
 }
+
+// reservedHeaders are set by the Sender alone: a repeater's own header must
+// not forge the signature, change the id receivers deduplicate on, or
+// mislabel the body.
+var reservedHeaders = map[string]bool{
+	http.CanonicalHeaderKey(HeaderWebhookID):        true,
+	http.CanonicalHeaderKey(HeaderWebhookTimestamp): true,
+	http.CanonicalHeaderKey(HeaderWebhookSignature): true,
+	"Content-Type": true,
+	"User-Agent":   true,
+}
+
+// IsReservedHeader reports whether name (any case) is a header only the
+// Sender sets; the API refuses it in a repeater's headers.
+func IsReservedHeader(name string) bool { return reservedHeaders[http.CanonicalHeaderKey(name)] }

@@ -290,7 +290,7 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []Outcome, mark *Ba
 			return 0, Errorf(EINVALID, "outcome state %s is not an attempt result", o.State)
 		}
 		ids[i], states[i], codes[i] = o.RecordID, int16(o.State), int32(o.StatusCode)
-		msgs[i], durs[i] = truncate(o.Message, 1024), int32(o.Duration/time.Millisecond)
+		msgs[i], durs[i] = Truncate(o.Message, 1024, ""), int32(o.Duration/time.Millisecond)
 		ats[i], nexts[i] = o.AttemptedAt, o.NextCheck
 		if ats[i].IsZero() {
 			ats[i] = now
@@ -333,19 +333,6 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []Outcome, mark *Ba
 	return changed, nil
 }
 
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	s = s[:n]
-	for len(s) > 0 && s[len(s)-1]&0xC0 == 0x80 { // do not split a UTF-8 sequence
-		s = s[:len(s)-1]
-	}
-	if len(s) > 0 && s[len(s)-1] >= 0xC0 {
-		s = s[:len(s)-1]
-	}
-	return s
-}
 
 // RequeueRecord makes a record ready again now; a terminal record gets its
 // tries extended by the repeater's max attempts.
