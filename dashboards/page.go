@@ -739,7 +739,7 @@ type flagRow struct {
 }
 
 func (p *page) loadFlags(ctx context.Context, now time.Time) flagsView {
-	v := flagsView{Flag: store.FlagProcessRepeaters, Default: p.st.ProcessRepeatersDefault}
+	v := flagsView{Flag: store.FlagProcessRepeaters, Default: p.st.ProcessRepeatersDefault()}
 	domains, err := p.st.Domains(ctx)
 	if err != nil {
 		v.Err = p.failed("flags", err)

@@ -29,7 +29,7 @@ func (s *Store) DomainFlagEnabled(ctx context.Context, domain, flag string) (boo
 	err := s.gorm.WithContext(ctx).Model(&DomainFlag{}).Where("domain = ? AND flag = ?", domain, flag).
 		Pluck("enabled", &enabled).Error
 	if err != nil || len(enabled) == 0 {
-		return s.ProcessRepeatersDefault, err
+		return s.ProcessRepeatersDefault(), err
 	}
 	return enabled[0], nil
 }

@@ -26,7 +26,7 @@ func (s *Store) LegacyDomains(ctx context.Context) (only, except []string, err e
 			except = append(except, f.Domain)
 		}
 	}
-	if s.ProcessRepeatersDefault {
+	if s.ProcessRepeatersDefault() {
 		return only, nil, nil
 	}
 	return nil, except, nil
@@ -42,7 +42,7 @@ func (s *Store) ClaimLegacyRecords(ctx context.Context, limit int, claimFor time
 	}
 	rows, err := s.pool.Query(ctx, `WITH due AS (
 			SELECT id FROM repeat_records
-			WHERE state IN (1, 2) AND next_check <= now()
+			WHERE `+sqlReady+` AND next_check <= now()
 			  AND ($1::text[] IS NULL OR domain = ANY($1))
 			  AND ($2::text[] IS NULL OR domain <> ALL($2))
 			ORDER BY next_check
@@ -60,6 +60,6 @@ func (s *Store) ClaimLegacyRecords(ctx context.Context, limit int, claimFor time
 
 // PostponeRecord moves a ready record's next_check to at.
 func (s *Store) PostponeRecord(ctx context.Context, id int64, at time.Time) error {
-	_, err := s.pool.Exec(ctx, `UPDATE repeat_records SET next_check = $2 WHERE id = $1 AND state IN (1, 2)`, id, at)
+	_, err := s.pool.Exec(ctx, `UPDATE repeat_records SET next_check = $2 WHERE id = $1 AND `+sqlReady, id, at)
 	return err
 }

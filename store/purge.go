@@ -20,7 +20,7 @@ func (s *Store) PurgeBatch(ctx context.Context, cutoff time.Time, limit int) (Pu
 	// so the orphan test must leave out the records deleted beside it.
 	err := s.pool.QueryRow(ctx, `WITH doomed AS (
 			SELECT id, payload_id FROM repeat_records
-			WHERE registered_at < $1 AND state NOT IN (1, 2)
+			WHERE registered_at < $1 AND `+sqlTerminal+`
 			ORDER BY id
 			LIMIT $2
 			FOR UPDATE SKIP LOCKED

@@ -37,7 +37,7 @@ SELECT r.id, r.domain, r.max_workers, r.rate_limit_per_s, r.rate_burst, r.backof
 FROM repeaters r
 WHERE NOT r.is_deleted AND NOT r.is_paused AND r.next_attempt_at IS NULL
   AND EXISTS (SELECT 1 FROM repeat_records rr
-              WHERE rr.repeater_id = r.id AND rr.state IN (1, 2) AND rr.next_check <= $1)
+              WHERE rr.repeater_id = r.id AND rr.` + sqlReady + ` AND rr.next_check <= $1)
   AND COALESCE((SELECT f.enabled FROM domain_flags f
                 WHERE f.domain = r.domain AND f.flag = 'process_repeaters'), $2)
 UNION ALL
@@ -45,7 +45,7 @@ SELECT r.id, r.domain, r.max_workers, r.rate_limit_per_s, r.rate_burst, r.backof
 FROM repeaters r
 WHERE NOT r.is_deleted AND NOT r.is_paused AND r.next_attempt_at <= $1
   AND EXISTS (SELECT 1 FROM repeat_records rr
-              WHERE rr.repeater_id = r.id AND rr.state IN (1, 2) AND rr.next_check <= $1)
+              WHERE rr.repeater_id = r.id AND rr.` + sqlReady + ` AND rr.next_check <= $1)
   AND COALESCE((SELECT f.enabled FROM domain_flags f
                 WHERE f.domain = r.domain AND f.flag = 'process_repeaters'), $2)
 ORDER BY 2, 1`
@@ -53,7 +53,7 @@ ORDER BY 2, 1`
 // ReadyRepeatersSQL returns the readiness query and its arguments, for
 // EXPLAIN in tests and benchmarks.
 func (s *Store) ReadyRepeatersSQL(now time.Time) (string, []any) {
-	return readyRepeatersSQL, []any{now, s.ProcessRepeatersDefault}
+	return readyRepeatersSQL, []any{now, s.ProcessRepeatersDefault()}
 }
 
 // ReadyRepeaters returns the ready repeaters of flag-enabled domains, grouped
@@ -61,7 +61,7 @@ func (s *Store) ReadyRepeatersSQL(now time.Time) (string, []any) {
 func (s *Store) ReadyRepeaters(ctx context.Context, now time.Time) ([]DomainRepeaters, error) {
 	// Planned afresh each pass: a cached generic plan cannot see now and may
 	// scan every due ready record instead of probing per repeater.
-	rows, err := s.pool.Query(ctx, readyRepeatersSQL, pgx.QueryExecModeExec, now, s.ProcessRepeatersDefault)
+	rows, err := s.pool.Query(ctx, readyRepeatersSQL, pgx.QueryExecModeExec, now, s.ProcessRepeatersDefault())
 	if err != nil {
 		return nil, err
 	}

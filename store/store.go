@@ -7,6 +7,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -22,21 +23,32 @@ import (
 type Store struct {
 	pool *pgxpool.Pool
 	gorm *gorm.DB
-
-	// ProcessRepeatersDefault is the process_repeaters flag of a domain that
-	// has no row in domain_flags. Defaults to true.
-	ProcessRepeatersDefault bool
+	opts Options
 }
 
-// Open connects to the database at url.
-func Open(ctx context.Context, url string) (*Store, error) {
+// DefaultMaxConns is the smallest pool a Store opens.
+const DefaultMaxConns = 16
+
+// Options tune a Store. The zero value is the production setting.
+type Options struct {
+	// LegacyByDefault sends domains without a process_repeaters row in
+	// domain_flags down the legacy path. Defaults to false (the dispatcher's).
+	LegacyByDefault bool
+	// MaxConns is the pool's size unless the URL's pool_max_conns asks for
+	// more. Defaults to 16.
+	MaxConns int
+}
+
+// Open connects to the database at url with the default Options.
+func Open(ctx context.Context, url string) (*Store, error) { return OpenWith(ctx, url, Options{}) }
+
+// OpenWith connects to the database at url.
+func OpenWith(ctx context.Context, url string, opts Options) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, Errorf(EINVALID, "bad DATABASE_URL: %v", err)
 	}
-	if cfg.MaxConns < 16 {
-		cfg.MaxConns = 16
-	}
+	cfg.MaxConns = max(cfg.MaxConns, int32(cmp.Or(opts.MaxConns, DefaultMaxConns)))
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store: connect: %w", err)
@@ -53,8 +65,12 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("store: gorm: %w", err)
 	}
-	return &Store{pool: pool, gorm: db, ProcessRepeatersDefault: true}, nil
+	return &Store{pool: pool, gorm: db, opts: opts}, nil
 }
+
+// ProcessRepeatersDefault is the process_repeaters flag of a domain that has
+// no row in domain_flags.
+func (s *Store) ProcessRepeatersDefault() bool { return !s.opts.LegacyByDefault }
 
 // Close releases the pool.
 func (s *Store) Close() { s.pool.Close() }

@@ -106,7 +106,7 @@ func TestDrillWorkerKilledRepeatedly(t *testing.T) {
 }
 
 func TestDrillRedisLosesEverything(t *testing.T) {
-	h := newHarness(t, func(c *tasks.EngineConfig) { c.LegacyClaim = 2 * time.Second })
+	h := newHarness(t, func(c *tasks.EngineConfig) { c.Legacy.Claim = 2 * time.Second })
 	sk := newSink(t)
 	if err := h.eng.Store.SetDomainFlag(ctx, "old", store.FlagProcessRepeaters, false); err != nil {
 		t.Fatal(err)

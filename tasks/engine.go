@@ -1,51 +1,41 @@
 package tasks
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"repeaterd/repeaters"
+	"repeaterd/repeaters/lifecycle"
 	"repeaterd/store"
 )
 
-// EngineConfig configures the delivery engine's roles.
-type EngineConfig struct {
-	DatabaseURL string
-	RedisURL    string
-	// AllowPrivateTargets lets repeaters reach private addresses. Defaults to false.
-	AllowPrivateTargets bool
-	// LockTTL is a repeater lock's lifetime while unrenewed. Defaults to 30s.
-	LockTTL time.Duration
-	// MaxInFlight caps a process's in-flight HTTP requests. Defaults to 256.
-	MaxInFlight int
-	// ProcessRepeatersDefault is the process_repeaters flag of a domain
-	// without a row. Defaults to true (set by the caller).
-	ProcessRepeatersDefault bool
-	Backoff                 repeaters.BackoffPolicy
-	// Legacy is the legacy path's per-record retry schedule.
-	Legacy repeaters.LegacySchedule
-	// CheckInterval is how often check_repeaters runs. Defaults to 10s.
-	CheckInterval time.Duration
-	// InvariantsInterval is how often the invariants view is refreshed.
-	// Defaults to 30m.
-	InvariantsInterval time.Duration
-	// Retention is how long terminal records are kept. Defaults to 30 days.
-	Retention time.Duration
-	// LegacyClaim is the legacy path's lease on a queued record, and so how
-	// long a send task lost with Redis delays its record. Defaults to 5m.
-	LegacyClaim time.Duration
-	Dispatcher  repeaters.DispatcherConfig
-	Worker      WorkerConfig
-	Version     string
-}
+// Role names. A process runs any set of them (`repeaterd run --roles`).
+const (
+	RoleDispatcher = "dispatcher"
+	RoleWorker     = "worker"
+	RoleScheduler  = "scheduler"
+	RoleStats      = "stats"
+	RoleWeb        = "web"
+)
+
+// AllRoles lists every role in start order.
+var AllRoles = []string{RoleDispatcher, RoleWorker, RoleScheduler, RoleStats, RoleWeb}
+
+// RoleBuilder builds a role that lives outside this package (stats and web
+// live in dashboards/, which knows nothing of asynq's engine wiring).
+type RoleBuilder func(ctx context.Context, e *Engine) (lifecycle.Service, error)
 
 // Engine holds what the engine's roles share: one Postgres pool, one Redis
-// client, the locker, the sender.
+// client, the locker, the sender, the clock. Opening it connects; it starts
+// nothing.
 type Engine struct {
 	cfg       EngineConfig
 	Store     *store.Store
@@ -63,43 +53,39 @@ type Engine struct {
 
 // OpenEngine connects to Postgres and Redis.
 func OpenEngine(ctx context.Context, cfg EngineConfig, logger *slog.Logger) (*Engine, error) {
-	st, err := store.Open(ctx, cfg.DatabaseURL)
-	if err != nil {
+	cfg = cfg.WithDefaults()
+	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	st.ProcessRepeatersDefault = cfg.ProcessRepeatersDefault
 	opt, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
-		st.Close()
 		return nil, fmt.Errorf("bad REDIS_URL: %w", err)
 	}
 	redisOpt, err := asynq.ParseRedisURI(cfg.RedisURL)
 	if err != nil {
-		st.Close()
 		return nil, fmt.Errorf("bad REDIS_URL: %w", err)
+	}
+	st, err := store.OpenWith(ctx, cfg.DatabaseURL, store.Options{LegacyByDefault: cfg.LegacyByDefault})
+	if err != nil {
+		return nil, err
 	}
 	rdb := redis.NewClient(opt)
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		st.Close()
+		_ = rdb.Close()
 		return nil, fmt.Errorf("redis: %w", err)
 	}
-	cfg.Backoff = cfg.Backoff.WithDefaults()
 	e := &Engine{cfg: cfg, Store: st, Redis: rdb, Logger: logger, redisOpt: redisOpt}
 	e.Locker = repeaters.NewLocker(rdb, cfg.LockTTL)
-	e.Sender = repeaters.NewSender(repeaters.SenderConfig{
-		AllowPrivateTargets: cfg.AllowPrivateTargets,
-		MaxInFlight:         cfg.MaxInFlight,
-		MaxRetryAfter:       cfg.Backoff.Max,
-		Version:             cfg.Version,
-	})
+	e.Sender = repeaters.NewSender(cfg.Sender)
 	e.Client = NewClient(rdb)
 	e.Processor = &repeaters.Processor{Store: st, Locker: e.Locker, Sender: e.Sender, Policy: cfg.Backoff, Logger: logger}
-	e.Legacy = &repeaters.Legacy{Store: st, Sender: e.Sender, Schedule: cfg.Legacy, Claim: cfg.LegacyClaim}
-	if e.cfg.CheckInterval <= 0 {
-		e.cfg.CheckInterval = DefaultCheckInterval
-	}
+	e.Legacy = &repeaters.Legacy{Store: st, Sender: e.Sender, Schedule: cfg.Legacy.Schedule, Claim: cfg.Legacy.Claim}
 	return e, nil
 }
+
+// Config is the engine's configuration with its defaults filled in.
+func (e *Engine) Config() EngineConfig { return e.cfg }
 
 // DatabaseURL is the Postgres URL the engine was opened with.
 func (e *Engine) DatabaseURL() string { return e.cfg.DatabaseURL }
@@ -109,6 +95,41 @@ func (e *Engine) Close() {
 	e.Sender.Close()
 	_ = e.Redis.Close()
 	e.Store.Close()
+}
+
+// Services builds the named roles' services, in AllRoles order. Roles this
+// package cannot build itself (stats, web) come from extra; an unknown role,
+// or one with no builder, is an error naming the roles there are.
+func (e *Engine) Services(ctx context.Context, roles []string, extra map[string]RoleBuilder) ([]lifecycle.Service, error) {
+	for _, r := range roles {
+		if !slices.Contains(AllRoles, r) {
+			return nil, fmt.Errorf("unknown role %q (roles: %s)", r, strings.Join(AllRoles, ","))
+		}
+	}
+	builders := map[string]RoleBuilder{
+		RoleDispatcher: func(context.Context, *Engine) (lifecycle.Service, error) { return e.NewDispatcher(), nil },
+		RoleWorker:     func(context.Context, *Engine) (lifecycle.Service, error) { return e.NewWorker(), nil },
+		RoleScheduler:  func(ctx context.Context, _ *Engine) (lifecycle.Service, error) { return e.NewScheduler(ctx), nil },
+	}
+	var out []lifecycle.Service
+	for _, role := range AllRoles {
+		if !slices.Contains(roles, role) {
+			continue
+		}
+		build, ok := builders[role]
+		if !ok {
+			build, ok = extra[role]
+		}
+		if !ok {
+			return nil, fmt.Errorf("role %s: not available in this process", role)
+		}
+		s, err := build(ctx, e)
+		if err != nil {
+			return nil, fmt.Errorf("role %s: %w", role, err)
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }
 
 // NewDispatcher returns the dispatcher role. Unless configured, the domain
@@ -125,25 +146,25 @@ func (e *Engine) NewDispatcher() *repeaters.Dispatcher {
 func (e *Engine) NewWorker(register ...func(*asynq.ServeMux)) *Worker {
 	h := &Handlers{Processor: e.Processor, Client: e.Client}
 	legacy := &LegacyHandlers{Legacy: e.Legacy, Client: e.Client}
-	upkeep := &MaintenanceHandlers{Store: e.Store, Retention: e.cfg.Retention}
+	upkeep := &MaintenanceHandlers{Store: e.Store, Retention: e.cfg.Scheduler.Retention}
 	w := NewWorker(e.cfg.Worker, e.redisOpt, e.Logger,
 		append([]func(*asynq.ServeMux){h.Register, legacy.Register, upkeep.Register}, register...)...)
 	h.Draining = w.Draining
 	return w
 }
 
-// NewScheduler returns the scheduler role: check_repeaters, the invariants
-// refresh (unless pg_cron runs it), plus extra periodic tasks.
+// NewScheduler returns the scheduler role: check_repeaters, the purge, the
+// invariants refresh (unless pg_cron runs it), plus extra periodic tasks.
 func (e *Engine) NewScheduler(ctx context.Context, extra ...Periodic) *Scheduler {
 	tasks := append([]Periodic{
-		{Every: e.cfg.CheckInterval, Task: NewCheckRepeatersTask()},
-		{Every: DefaultPurgeInterval, Task: NewPurgeTask()},
+		{Every: e.cfg.Scheduler.CheckInterval, Task: NewCheckRepeatersTask()},
+		{Every: e.cfg.Scheduler.PurgeInterval, Task: NewPurgeTask()},
 	}, e.invariantsSchedule(ctx)...)
 	return NewScheduler(e.redisOpt, e.Logger, append(tasks, extra...)...)
 }
 
 // totalConcurrency sums the concurrency of live asynq servers, read at most
-// every 10s; with none seen yet it assumes one default worker.
+// every 10s; with none seen yet it assumes one worker of this config.
 func (e *Engine) totalConcurrency() func(context.Context) int {
 	insp := asynq.NewInspectorFromRedisClient(e.Redis)
 	var cached int
@@ -159,10 +180,7 @@ func (e *Engine) totalConcurrency() func(context.Context) int {
 				total += s.Concurrency
 			}
 		}
-		if total == 0 {
-			total = e.cfg.Worker.withDefaults().Concurrency
-		}
-		cached = total
-		return total
+		cached = cmp.Or(total, e.cfg.Worker.Concurrency)
+		return cached
 	}
 }

@@ -190,7 +190,7 @@ func TestReceiverVerifiesSignature(t *testing.T) {
 }
 
 func TestPrivateTargetsAreRefused(t *testing.T) {
-	h := newHarness(t, func(c *tasks.EngineConfig) { c.AllowPrivateTargets = false })
+	h := newHarness(t, func(c *tasks.EngineConfig) { c.Sender.AllowPrivateTargets = false })
 	sk := newSink(t)
 	port := sk.srv.Listener.Addr().(*net.TCPAddr).Port
 	targets := []string{

@@ -70,15 +70,9 @@ func runRoles(roles string) {
 }
 
 func roleServices(eng *tasks.Engine, roles string) []lifecycle.Service {
-	var services []lifecycle.Service
-	if strings.Contains(roles, "dispatcher") {
-		services = append(services, eng.NewDispatcher())
-	}
-	if strings.Contains(roles, "worker") {
-		services = append(services, eng.NewWorker())
-	}
-	if strings.Contains(roles, "scheduler") {
-		services = append(services, eng.NewScheduler(ctx))
+	services, err := eng.Services(ctx, strings.Split(roles, ","), nil)
+	if err != nil {
+		panic(err)
 	}
 	return services
 }
@@ -92,17 +86,15 @@ type harness struct {
 
 func testConfig(t *testing.T) tasks.EngineConfig {
 	return tasks.EngineConfig{
-		DatabaseURL:             storetest.NewDB(t),
-		RedisURL:                storetest.RedisDB(t),
-		AllowPrivateTargets:     true,
-		LockTTL:                 2 * time.Second,
-		ProcessRepeatersDefault: true,
-		Backoff:                 repeaters.BackoffPolicy{Min: time.Second, Max: 5 * time.Second, Jitter: 0.0001},
-		Dispatcher:              repeaters.DispatcherConfig{LeaseTTL: 1500 * time.Millisecond},
-		Worker:                  tasks.WorkerConfig{Concurrency: 8, DrainTimeout: 5 * time.Second},
-		Legacy:                  repeaters.LegacySchedule{Min: time.Second, Max: 5 * time.Second},
-		CheckInterval:           200 * time.Millisecond,
-		Version:                 "test",
+		DatabaseURL: storetest.NewDB(t),
+		RedisURL:    storetest.RedisDB(t),
+		Sender:      repeaters.SenderConfig{AllowPrivateTargets: true, Version: "test"},
+		LockTTL:     2 * time.Second,
+		Backoff:     repeaters.BackoffPolicy{Min: time.Second, Max: 5 * time.Second, Jitter: 0.0001},
+		Dispatcher:  repeaters.DispatcherConfig{LeaseTTL: 1500 * time.Millisecond},
+		Worker:      tasks.WorkerConfig{Concurrency: 8, DrainTimeout: 5 * time.Second},
+		Legacy:      tasks.LegacyConfig{Schedule: repeaters.LegacySchedule{Min: time.Second, Max: 5 * time.Second}},
+		Scheduler:   tasks.SchedulerConfig{CheckInterval: 200 * time.Millisecond},
 	}
 }
 

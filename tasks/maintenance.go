@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"cmp"
 	"context"
 	"time"
 
@@ -17,9 +18,6 @@ const (
 
 // Maintenance defaults.
 const (
-	DefaultInvariantsInterval = 30 * time.Minute
-	DefaultRetention          = 30 * 24 * time.Hour
-	DefaultPurgeInterval      = time.Hour
 	// purgeBatch and purgePause keep each purge transaction short and leave
 	// room between them for the dispatcher and the WAL consumer.
 	purgeBatch = 1000
@@ -57,11 +55,7 @@ func (h *MaintenanceHandlers) Register(mux *asynq.ServeMux) {
 		return h.Store.RefreshInvariants(ctx)
 	})
 	mux.HandleFunc(TypePurge, func(ctx context.Context, _ *asynq.Task) error {
-		retention := h.Retention
-		if retention <= 0 {
-			retention = DefaultRetention
-		}
-		_, err := Purge(ctx, h.Store, retention)
+		_, err := Purge(ctx, h.Store, cmp.Or(h.Retention, DefaultRetention))
 		return err
 	})
 }
@@ -69,10 +63,7 @@ func (h *MaintenanceHandlers) Register(mux *asynq.ServeMux) {
 // invariantsSchedule returns the periodic refresh, or none when pg_cron
 // runs it inside Postgres.
 func (e *Engine) invariantsSchedule(ctx context.Context) []Periodic {
-	interval := e.cfg.InvariantsInterval
-	if interval <= 0 {
-		interval = DefaultInvariantsInterval
-	}
+	interval := e.cfg.Scheduler.InvariantsInterval
 	if e.Store.PgCronAvailable(ctx) {
 		err := e.Store.SchedulePgCron(ctx, interval)
 		if err == nil {

@@ -12,9 +12,6 @@ import (
 	"repeaterd/repeaters/lifecycle"
 )
 
-// DefaultCheckInterval is how often check_repeaters runs.
-const DefaultCheckInterval = 10 * time.Second
-
 // Periodic is one task the scheduler enqueues on an interval.
 type Periodic struct {
 	Every time.Duration

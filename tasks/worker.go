@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -32,16 +33,11 @@ type WorkerConfig struct {
 	DrainTimeout time.Duration
 }
 
-func (c WorkerConfig) withDefaults() WorkerConfig {
-	if c.Concurrency <= 0 {
-		c.Concurrency = DefaultConcurrency
-	}
-	if c.TaskCheckInterval <= 0 {
-		c.TaskCheckInterval = DefaultTaskCheckInterval
-	}
-	if c.DrainTimeout <= 0 {
-		c.DrainTimeout = DefaultDrainTimeout
-	}
+// WithDefaults returns c with every zero field set to its default.
+func (c WorkerConfig) WithDefaults() WorkerConfig {
+	c.Concurrency = cmp.Or(c.Concurrency, DefaultConcurrency)
+	c.TaskCheckInterval = cmp.Or(c.TaskCheckInterval, DefaultTaskCheckInterval)
+	c.DrainTimeout = cmp.Or(c.DrainTimeout, DefaultDrainTimeout)
 	return c
 }
 
@@ -55,7 +51,7 @@ type Worker struct {
 
 // NewWorker wires a worker whose handlers register on its mux.
 func NewWorker(cfg WorkerConfig, redisOpt asynq.RedisConnOpt, logger *slog.Logger, register ...func(*asynq.ServeMux)) *Worker {
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	srv := asynq.NewServer(redisOpt, asynq.Config{
 		Concurrency:       cfg.Concurrency,
 		Queues:            QueuePriorities,

@@ -8,7 +8,6 @@ import (
 	"os"
 	"runtime/pprof"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -16,11 +15,8 @@ import (
 	"repeaterd/cmd/repeaterd/internal/bench"
 	"repeaterd/dashboards"
 	"repeaterd/store"
+	"repeaterd/tasks"
 )
-
-func init() {
-	extraCommands = append(extraCommands, newBenchCmd, newBenchSinkCmd, newBenchStatsConsumerCmd)
-}
 
 func newBenchCmd() *cobra.Command {
 	var opt bench.Options
@@ -56,11 +52,9 @@ Scenarios ("all" runs every one):
 			if opt.Binary, err = os.Executable(); err != nil {
 				return err
 			}
-			o, tuning, err := benchRunOptions()
-			if err != nil {
+			if opt.Engine, opt.Tuning, err = benchEngineConfig(); err != nil {
 				return err
 			}
-			opt.Engine, opt.Tuning = o.engineConfig("", ""), tuning
 			opt.Out, opt.Log = cmd.OutOrStdout(), cmd.ErrOrStderr()
 			if cpuProfile != "" {
 				f, err := os.Create(cpuProfile)
@@ -85,42 +79,20 @@ Scenarios ("all" runs every one):
 	return cmd
 }
 
-// benchRunOptions returns `run`'s options as `run` would take them with no
-// flags given: its defaults, overridden by REPEATERD_* variables, each of
-// which is reported as tuning. Private targets are allowed: the sink is on
-// loopback.
-func benchRunOptions() (runOptions, []string, error) {
-	fs := newRunCmd().Flags()
+// benchEngineConfig is the engine `run` would start with no flags given:
+// its defaults, overridden by REPEATERD_* variables, each reported as tuning.
+// Private targets are allowed: the sink is on loopback.
+func benchEngineConfig() (tasks.EngineConfig, []string, error) {
+	var cfg tasks.EngineConfig
+	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
+	bindEngineFlags(fs, &cfg)
 	if err := bindEnv(fs); err != nil {
-		return runOptions{}, nil, err
+		return cfg, nil, err
 	}
-	tuning := []string{"allow-private-targets=true (the sink is on loopback)"}
-	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Changed && f.Name != "allow-private-targets" {
-			tuning = append(tuning, fmt.Sprintf("%s=%s (from REPEATERD_%s)", f.Name, f.Value,
-				strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))))
-		}
-	})
-	var o runOptions
-	var errs []error
-	dur := func(name string) time.Duration { v, err := fs.GetDuration(name); errs = append(errs, err); return v }
-	num := func(name string) int { v, err := fs.GetInt(name); errs = append(errs, err); return v }
-	flt := func(name string) float64 { v, err := fs.GetFloat64(name); errs = append(errs, err); return v }
-	o.allowPrivate = true
-	o.backoffMin, o.backoffMax, o.backoffJitter = dur("backoff-min"), dur("backoff-max"), flt("backoff-jitter")
-	o.lockTTL, o.leaseTTL = dur("lock-ttl"), dur("lease-ttl")
-	o.workerConcurrency, o.maxRepeaterWorkers, o.maxInFlight = num("worker-concurrency"), num("max-repeater-workers"), num("max-inflight")
-	o.batchSize, o.domainMaxInFlight = num("batch-size"), num("domain-max-inflight")
-	o.domainRate, o.globalRate = flt("domain-rate"), flt("global-rate")
-	o.drainTimeout, o.legacyRetryMin = dur("drain-timeout"), dur("legacy-retry-min")
-	o.checkInterval, o.invariantsInterval = dur("check-interval"), dur("invariants-interval")
-	o.processReposDefault, _ = fs.GetBool("process-repeaters-default")
-	for _, err := range errs {
-		if err != nil {
-			return o, nil, fmt.Errorf("bench: read run's defaults: %w", err)
-		}
-	}
-	return o, tuning, nil
+	tuning := append([]string{"allow-private-targets=true (the sink is on loopback)"}, changedFlags(fs)...)
+	cfg.Sender.AllowPrivateTargets = true
+	cfg.Sender.Version = version
+	return cfg, tuning, nil
 }
 
 // newBenchSinkCmd is the benchmarks' HTTP sink, run as a process of its own.

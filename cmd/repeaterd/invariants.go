@@ -9,8 +9,6 @@ import (
 	"repeaterd/store"
 )
 
-func init() { extraCommands = append(extraCommands, newInvariantsCmd) }
-
 func newInvariantsCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "invariants", Short: "Consistency checks kept in a materialized view"}
 	cmd.AddCommand(&cobra.Command{

@@ -16,12 +16,8 @@ import (
 	"repeaterd/store"
 )
 
-// Operations commands: what an operator does by hand against the database,
-// without the web role running.
-func init() {
-	extraCommands = append(extraCommands, newFlagsCmd, newRepeatersCmd, newRecordsCmd)
-}
-
+// newFlagsCmd and the repeaters and records commands are what an operator
+// does by hand against the database, without the web role running.
 func newFlagsCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "flags",
@@ -37,7 +33,7 @@ without a row follows REPEATERD_PROCESS_REPEATERS_DEFAULT (on).`,
 }
 
 func newFlagsListCmd() *cobra.Command {
-	var processDefault bool
+	var opts store.Options
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List every domain's flags, set or defaulted",
@@ -49,13 +45,12 @@ follows --process-repeaters-default.`,
 			if err := bindEnv(cmd.Flags()); err != nil {
 				return err
 			}
-			return withStore(cmd, func(st *store.Store) error {
-				st.ProcessRepeatersDefault = processDefault
-				return listFlags(cmd, st)
-			})
+			return withStoreOptions(cmd, opts, func(st *store.Store) error { return listFlags(cmd, st) })
 		},
 	}
-	cmd.Flags().BoolVar(&processDefault, "process-repeaters-default", true, "process_repeaters flag of domains without a row (env REPEATERD_PROCESS_REPEATERS_DEFAULT)")
+	cmd.Flags().Var((*negatedBool)(&opts.LegacyByDefault), "process-repeaters-default", "process_repeaters flag of domains without a row")
+	cmd.Flags().Lookup("process-repeaters-default").NoOptDefVal = "true"
+	annotateEnv(cmd.Flags())
 	return cmd
 }
 

@@ -193,13 +193,3 @@ func TestOpsHelp(t *testing.T) {
 		}
 	}
 }
-
-func TestWebRoleRegistered(t *testing.T) {
-	if _, ok := roleBuilders["web"]; !ok {
-		t.Fatal("no web role builder")
-	}
-	cfg := webConfig(runOptions{httpAddr: "0.0.0.0:9", apiToken: "t", maxPayloadBytes: 10, allowPrivate: true})
-	if cfg.Addr != "0.0.0.0:9" || cfg.APIToken != "t" || cfg.MaxPayloadBytes != 10 || !cfg.AllowPrivateTargets {
-		t.Errorf("webConfig: %+v", cfg)
-	}
-}

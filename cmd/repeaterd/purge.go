@@ -10,8 +10,6 @@ import (
 	"repeaterd/tasks"
 )
 
-func init() { extraCommands = append(extraCommands, newPurgeCmd) }
-
 func newPurgeCmd() *cobra.Command {
 	var olderThan time.Duration
 	cmd := &cobra.Command{

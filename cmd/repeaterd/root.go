@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -23,15 +22,21 @@ func newRootCmd() *cobra.Command {
 	}
 	root.PersistentFlags().String("database-url", "", "Postgres URL (env DATABASE_URL)")
 	root.PersistentFlags().String("redis-url", "", "Redis URL (env REDIS_URL)")
-	root.AddCommand(newVersionCmd(), newMigrateCmd())
-	for _, c := range extraCommands {
-		root.AddCommand(c())
-	}
+	root.AddCommand(
+		newRunCmd(),
+		newMigrateCmd(),
+		newFlagsCmd(),
+		newRepeatersCmd(),
+		newRecordsCmd(),
+		newInvariantsCmd(),
+		newPurgeCmd(),
+		newBenchCmd(),
+		newBenchSinkCmd(),
+		newBenchStatsConsumerCmd(),
+		newVersionCmd(),
+	)
 	return root
 }
-
-// extraCommands lets each command's file register itself.
-var extraCommands []func() *cobra.Command
 
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
@@ -63,21 +68,21 @@ func serviceURL(cmd *cobra.Command, flag, env string) (string, error) {
 
 // withStore opens the store on DATABASE_URL for one command.
 func withStore(cmd *cobra.Command, fn func(*store.Store) error) error {
+	return withStoreOptions(cmd, store.Options{}, fn)
+}
+
+// withStoreOptions is withStore with the store's options.
+func withStoreOptions(cmd *cobra.Command, opts store.Options, fn func(*store.Store) error) error {
 	url, err := databaseURL(cmd)
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(cmd.Context(), url)
+	st, err := store.OpenWith(cmd.Context(), url, opts)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	return fn(st)
-}
-
-// envName is a flag's REPEATERD_* environment twin.
-func envName(flag string) string {
-	return "REPEATERD_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
 // annotateEnv names each flag's environment twin in its help text.
@@ -96,7 +101,7 @@ func bindEnv(fs *pflag.FlagSet) error {
 	fs.VisitAll(func(f *pflag.Flag) {
 		name := envName(f.Name)
 		if v, ok := os.LookupEnv(name); ok && !f.Changed && err == nil {
-			if serr := f.Value.Set(v); serr != nil {
+			if serr := fs.Set(f.Name, v); serr != nil {
 				err = fmt.Errorf("%s=%q: %v", name, v, serr)
 			}
 		}

@@ -320,7 +320,7 @@ func (e *env) freshRedis(ctx context.Context) error {
 func (e *env) engineConfig(processRepeatersDefault bool) tasks.EngineConfig {
 	cfg := e.opt.Engine
 	cfg.DatabaseURL, cfg.RedisURL = e.dbURL, e.redisURL
-	cfg.ProcessRepeatersDefault = processRepeatersDefault
+	cfg.LegacyByDefault = !processRepeatersDefault
 	return cfg
 }
 

@@ -1,0 +1,30 @@
+package main
+
+import (
+	"context"
+
+	"repeaterd/dashboards"
+	"repeaterd/repeaters/lifecycle"
+	"repeaterd/tasks"
+)
+
+// dashboardRoles builds the roles that live in dashboards/: the WAL stats
+// consumer and the web role (the JSON API, /healthz, /readyz, /metrics,
+// asynqmon at /monitor/ and the dashboard at /), on the engine's Postgres
+// pool and Redis client.
+func dashboardRoles(o runOptions) map[string]tasks.RoleBuilder {
+	return map[string]tasks.RoleBuilder{
+		tasks.RoleStats: func(_ context.Context, eng *tasks.Engine) (lifecycle.Service, error) {
+			return dashboards.NewStatsConsumer(eng.Store, dashboards.StatsConfig{DatabaseURL: eng.DatabaseURL(), Logger: eng.Logger})
+		},
+		tasks.RoleWeb: func(_ context.Context, eng *tasks.Engine) (lifecycle.Service, error) {
+			page := dashboards.NewPage(eng.Store, dashboards.PageOptions{APIToken: o.apiToken, Logger: eng.Logger})
+			return dashboards.NewWeb(dashboards.WebConfig{
+				Addr:                o.httpAddr,
+				APIToken:            o.apiToken,
+				MaxPayloadBytes:     o.maxPayloadBytes,
+				AllowPrivateTargets: eng.Config().Sender.AllowPrivateTargets,
+			}, eng.Store, eng.Redis, dashboards.WithLogger(eng.Logger), dashboards.WithPage(page))
+		},
+	}
+}
