@@ -34,7 +34,7 @@ type MetricsConfig struct {
 	Inspector *asynq.Inspector
 	// Collectors are registered as they are: the engine's
 	// (repeaters.Collectors()) in the dispatcher and worker roles, the stats
-	// consumer's (StatsConsumer.Collectors()) in the stats role. Defaults to
+	// consumer's (walstats.Consumer.Collectors()) in the stats role. Defaults to
 	// none.
 	Collectors []prometheus.Collector
 }

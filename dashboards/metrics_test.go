@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"repeaterd/dashboards"
+	"repeaterd/dashboards/walstats"
 	"repeaterd/repeaters"
 	"repeaterd/store"
 	"repeaterd/store/storetest"
@@ -37,7 +38,7 @@ func fullRegistry(t *testing.T, db *metricsDB, extra ...prometheus.Collector) (*
 	if _, err := client.Enqueue(asynq.NewTask("test:noop", nil), asynq.Queue("repeaters"), asynq.ProcessIn(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	stats, err := dashboards.NewStatsConsumer(db.s, dashboards.StatsConfig{DatabaseURL: db.url})
+	stats, err := walstats.New(db.s, walstats.Config{DatabaseURL: db.url})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"repeaterd/cmd/repeaterd/internal/bench"
-	"repeaterd/dashboards"
+	"repeaterd/dashboards/walstats"
 	"repeaterd/store"
 	"repeaterd/tasks"
 )
@@ -143,7 +143,7 @@ func newBenchStatsConsumerCmd() *cobra.Command {
 				return err
 			}
 			defer st.Close()
-			c, err := dashboards.NewStatsConsumer(st, dashboards.StatsConfig{DatabaseURL: dbURL, SlotName: slot, Logger: logger})
+			c, err := walstats.New(st, walstats.Config{DatabaseURL: dbURL, SlotName: slot, Logger: logger})
 			if err != nil {
 				return err
 			}

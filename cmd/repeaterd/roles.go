@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"repeaterd/dashboards"
+	"repeaterd/dashboards/walstats"
 	"repeaterd/repeaters/lifecycle"
 	"repeaterd/tasks"
 )
@@ -15,7 +16,7 @@ import (
 func dashboardRoles(o runOptions) map[string]tasks.RoleBuilder {
 	return map[string]tasks.RoleBuilder{
 		tasks.RoleStats: func(_ context.Context, eng *tasks.Engine) (lifecycle.Service, error) {
-			return dashboards.NewStatsConsumer(eng.Store, dashboards.StatsConfig{DatabaseURL: eng.DatabaseURL(), Logger: eng.Logger})
+			return walstats.New(eng.Store, walstats.Config{DatabaseURL: eng.DatabaseURL(), Logger: eng.Logger})
 		},
 		tasks.RoleWeb: func(_ context.Context, eng *tasks.Engine) (lifecycle.Service, error) {
 			page := dashboards.NewPage(eng.Store, dashboards.PageOptions{APIToken: o.apiToken, Logger: eng.Logger})

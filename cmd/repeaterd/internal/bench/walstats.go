@@ -15,7 +15,7 @@ import (
 	"repeaterd/store"
 )
 
-// stats: the WAL stats consumer (dashboards.StatsConsumer, run as
+// stats: the WAL stats consumer (walstats.Consumer, run as
 // `repeaterd bench-stats-consumer`, the stats role on a slot of its own) on a
 // seeded history: how fast it applies a backlog of changes, its
 // commit → applied lag under 2,000 changes/s, and whether its counts equal a
