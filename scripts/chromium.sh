@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prints the path of a usable headless Chromium for the dashboard's browser
-# test (dashboards/page_test.go), installing the Debian package `chromium`
+# test (dashboards/console/), installing the Debian package `chromium`
 # when it is missing and we run as root. Without root it says what to
 # install and exits non-zero.
 #

@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"repeaterd/dashboards"
+	"repeaterd/dashboards/auth"
+	"repeaterd/dashboards/console"
 	"repeaterd/dashboards/walstats"
 	"repeaterd/repeaters/lifecycle"
 	"repeaterd/tasks"
@@ -19,7 +21,12 @@ func dashboardRoles(o runOptions) map[string]tasks.RoleBuilder {
 			return walstats.New(eng.Store, walstats.Config{DatabaseURL: eng.DatabaseURL(), Logger: eng.Logger})
 		},
 		tasks.RoleWeb: func(_ context.Context, eng *tasks.Engine) (lifecycle.Service, error) {
-			page := dashboards.NewPage(eng.Store, dashboards.PageOptions{APIToken: o.apiToken, Logger: eng.Logger})
+			page, err := console.New(eng.Store, console.Config{
+				Token: auth.NewToken(o.apiToken), MonitorURL: dashboards.MonitorPath + "/", Logger: eng.Logger,
+			})
+			if err != nil {
+				return nil, err
+			}
 			return dashboards.NewWeb(dashboards.WebConfig{
 				Addr:                o.httpAddr,
 				APIToken:            o.apiToken,

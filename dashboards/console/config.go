@@ -1,0 +1,63 @@
+package console
+
+import (
+	"cmp"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"repeaterd/dashboards/auth"
+	"repeaterd/repeaters"
+)
+
+// Console defaults.
+const (
+	DefaultRefresh     = 5 * time.Second
+	DefaultLiveRefresh = 30 * time.Second
+	DefaultMonitorURL  = "/monitor/"
+)
+
+// Config configures the console (New).
+type Config struct {
+	// Token, when configured, must be typed into the console to switch a
+	// domain flag: it is the web role's token, since a switch does what PUT
+	// /api/v1/domains/{domain}/flags/{flag} does. Viewing the console needs
+	// no token. Defaults to none: anyone who can reach the console may
+	// switch flags, which the web role allows only on loopback.
+	Token auth.Token
+	// Clock is what the console shows times against and counts the
+	// delivery-rate window from. Defaults to repeaters.SystemClock{}.
+	Clock repeaters.Clock
+	// Refresh is how often an open console fetches fresh data. Defaults to
+	// DefaultRefresh (5s).
+	Refresh time.Duration
+	// LiveRefresh is the refresh interval while record counts are live (no
+	// WAL stats consumer), since every live count reads every record; the
+	// console uses Refresh when that is longer. Defaults to
+	// DefaultLiveRefresh (30s).
+	LiveRefresh time.Duration
+	// MonitorURL is where the header links to the task queues (asynqmon).
+	// Defaults to DefaultMonitorURL ("/monitor/").
+	MonitorURL string
+	// Logger logs failed queries and flag switches. Defaults to
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// WithDefaults returns c with its zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	c.Clock = cmp.Or[repeaters.Clock](c.Clock, repeaters.SystemClock{})
+	c.Refresh = cmp.Or(c.Refresh, DefaultRefresh)
+	c.LiveRefresh = cmp.Or(c.LiveRefresh, DefaultLiveRefresh)
+	c.MonitorURL = cmp.Or(c.MonitorURL, DefaultMonitorURL)
+	c.Logger = cmp.Or(c.Logger, slog.Default())
+	return c
+}
+
+func (c Config) validate() error {
+	if c.Refresh < 0 || c.LiveRefresh < 0 {
+		return fmt.Errorf("console: refresh intervals must not be negative (Refresh %v, LiveRefresh %v)",
+			c.Refresh, c.LiveRefresh)
+	}
+	return nil
+}

@@ -1,0 +1,73 @@
+package console
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"repeaterd/store"
+)
+
+// maxFlagForm bounds the switch's form body (a token and a boolean).
+const maxFlagForm = 8 << 10
+
+// maxDomainLen is the longest domain the switch accepts, as the API.
+const maxDomainLen = 255
+
+// flagAction is the path the switch of domain's flag posts to.
+func flagAction(domain, flag string) string {
+	return "/ui/domains/" + url.PathEscape(domain) + "/flags/" + url.PathEscape(flag)
+}
+
+// setFlag is the switch: POST /ui/domains/{domain}/flags/{flag} with the
+// form fields enabled (true or false) and, when a token is configured,
+// token. It redirects back to the page.
+func (c *Console) setFlag(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFlagForm)
+	if err := r.ParseForm(); err != nil {
+		c.writeError(w, http.StatusBadRequest, "The form could not be read.")
+		return
+	}
+	if c.cfg.Token.Configured() && !c.cfg.Token.Matches(r.PostForm.Get("token")) {
+		c.writeError(w, http.StatusForbidden, "Wrong or missing API token: type the web role's "+
+			"REPEATERD_API_TOKEN into the token field at the top of the dashboard, then switch again.")
+		return
+	}
+	domain, flag := r.PathValue("domain"), r.PathValue("flag")
+	if err := validateFlagPath(domain, flag); err != nil {
+		c.writeError(w, http.StatusUnprocessableEntity, err.Error())
+		return
+	}
+	enabled, err := strconv.ParseBool(r.PostForm.Get("enabled"))
+	if err != nil {
+		c.writeError(w, http.StatusBadRequest, "enabled must be true or false.")
+		return
+	}
+	if err := c.st.SetDomainFlag(r.Context(), domain, flag, enabled); err != nil {
+		if store.ErrorCode(err) == store.EINVALID {
+			c.writeError(w, http.StatusUnprocessableEntity, err.Error())
+			return
+		}
+		c.cfg.Logger.Error("console: set flag", "domain", domain, "flag", flag, "err", err)
+		c.writeError(w, http.StatusInternalServerError, "The flag could not be saved; see the server log.")
+		return
+	}
+	c.cfg.Logger.Info("console: flag set", "domain", domain, "flag", flag, "enabled", enabled,
+		"remote", r.RemoteAddr)
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// validateFlagPath refuses what PUT /api/v1/domains/{domain}/flags/{flag}
+// refuses: an unknown flag, or a domain that is empty, too long, not UTF-8
+// or holds control characters (the store takes any text).
+func validateFlagPath(domain, flag string) error {
+	if domain == "" || len(domain) > maxDomainLen || !utf8.ValidString(domain) ||
+		strings.ContainsFunc(domain, unicode.IsControl) {
+		return store.Errorf(store.EINVALID, "the domain must be 1 to %d bytes of UTF-8 without control characters",
+			maxDomainLen)
+	}
+	return store.ValidateFlag(flag)
+}
