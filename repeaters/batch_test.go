@@ -37,19 +37,9 @@ func (e *engineEnv) lockedBatch(t *testing.T, r *store.Repeater, limit int) Batc
 	return Batch{RepeaterID: r.ID, Domain: r.Domain, Token: e.lock(t, r.ID), Limit: limit}
 }
 
-func processBatch(t *testing.T, p *Processor, b Batch) {
-	t.Helper()
-	needsUpdate, err := p.ProcessBatch(context.Background(), b)
-	if err != nil || !needsUpdate {
-		t.Fatalf("process batch: needsUpdate=%v err=%v; want an update to follow", needsUpdate, err)
-	}
-}
-
 func TestProcessorSendsABatchAndRecordsItsOutcomes(t *testing.T) {
 	e := newEngineEnv(t)
-	e.startClock()
-	rc := newReceiver(t, nil)
-	r := e.repeater(t, "a", rc.url)
+	rc, r := e.receivingRepeater(t, "a", nil)
 	ids := storetest.Records(t, e.st, r, 5)
 	p, ev := e.newProcessor()
 	b := e.lockedBatch(t, r, 3)
@@ -100,9 +90,8 @@ func TestProcessorUpdateBacksOffOnlyWhenEveryAttemptFailed(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEngineEnv(t)
-			clock := e.startClock()
-			rc := newReceiver(t, tt.status)
-			r := e.repeater(t, "a", rc.url, func(r *store.Repeater) { r.MaxWorkers = 3 })
+			clock := e.clock
+			rc, r := e.receivingRepeater(t, "a", tt.status, func(r *store.Repeater) { r.MaxWorkers = 3 })
 			ids := storetest.Records(t, e.st, r, 3)
 			if tt.status == nil { // the oldest record, first in the first wave, succeeds
 				rc.answer(func(id string) int {
@@ -155,9 +144,7 @@ func sameTime(a, b *time.Time) bool {
 
 func TestProcessorStaleTokenAppliesNothing(t *testing.T) {
 	e := newEngineEnv(t)
-	e.startClock()
-	rc := newReceiver(t, answering(http.StatusInternalServerError))
-	r := e.repeater(t, "a", rc.url)
+	rc, r := e.receivingRepeater(t, "a", answering(http.StatusInternalServerError))
 	storetest.Records(t, e.st, r, 3)
 	p, ev := e.newProcessor()
 	ctx := context.Background()
@@ -198,5 +185,13 @@ func TestProcessorStaleTokenAppliesNothing(t *testing.T) {
 	}
 	if got := e.getRepeater(t, r.ID); got.BackoffCount != 1 {
 		t.Fatalf("backoff_count %d after one failed batch updated twice, want 1", got.BackoffCount)
+	}
+}
+
+func processBatch(t *testing.T, p *Processor, b Batch) {
+	t.Helper()
+	needsUpdate, err := p.ProcessBatch(context.Background(), b)
+	if err != nil || !needsUpdate {
+		t.Fatalf("process batch: needsUpdate=%v err=%v; want an update to follow", needsUpdate, err)
 	}
 }

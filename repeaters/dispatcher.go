@@ -75,10 +75,10 @@ func (c DispatcherConfig) withDefaults() DispatcherConfig {
 	return c
 }
 
-// Reasons a pass passes over a ready repeater, as counted in
-// PassResult.Skipped and by the skips metric.
+// Reasons a pass skips a ready repeater, as counted in PassResult.Skipped
+// and by the skips metric.
 const (
-	SkipLocked      = "locked"       // a batch of it is in flight
+	SkipLocked      = "locked"       // its lock is held: a batch of it is in flight
 	SkipDomainCap   = "domain_cap"   // its domain has its cap of batches in flight
 	SkipRateLimited = "rate_limited" // a rate limit has no token for it yet
 )
@@ -187,6 +187,7 @@ func (d *Dispatcher) RunOnce(ctx context.Context) (PassResult, error) {
 	return res, res.Err
 }
 
+// pass does a pass's work, noting it in res.
 func (d *Dispatcher) pass(ctx context.Context, res *PassResult) error {
 	start := d.cfg.Clock.Now()
 	// Locks first: a batch whose update commits a backoff and releases its

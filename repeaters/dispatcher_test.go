@@ -212,7 +212,7 @@ func TestDispatcherSignalsEachPass(t *testing.T) {
 	e := newEngineEnv(t)
 	r := e.repeater(t, "a", "")
 	passes := make(chan PassResult, 64)
-	d := e.newDispatcher(DispatcherConfig{OnPass: func(res PassResult) {
+	d := e.newDispatcher(DispatcherConfig{Clock: SystemClock{}, OnPass: func(res PassResult) {
 		select {
 		case passes <- res:
 		default: // a slow test drops passes rather than stall the dispatcher

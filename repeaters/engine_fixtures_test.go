@@ -31,12 +31,15 @@ func newEngineEnv(t *testing.T) *engineEnv {
 	rdb := storetest.RedisClient(t)
 	sender := NewSender(SenderConfig{AllowPrivateTargets: true})
 	t.Cleanup(sender.Close)
-	return &engineEnv{st: storetest.NewStore(t), rdb: rdb, locker: NewLocker(rdb, time.Minute), sender: sender}
+	e := &engineEnv{st: storetest.NewStore(t), rdb: rdb, locker: NewLocker(rdb, time.Minute), sender: sender}
+	e.startClock()
+	return e
 }
 
-// startClock starts e.clock now, whole milliseconds past the real clock, so
-// records just registered (next_check = Postgres now()) are due by it and
-// times it decides survive Postgres's microsecond precision unchanged.
+// startClock sets e.clock to now, in whole milliseconds just past the real
+// clock, so records registered before (next_check = Postgres now()) are due
+// by it and the times it decides survive Postgres's microsecond precision.
+// A test that reads readiness by the clock restarts it after registering.
 func (e *engineEnv) startClock() *FakeClock {
 	e.clock = NewFakeClock(time.Now().Add(time.Millisecond).Truncate(time.Millisecond))
 	return e.clock
@@ -49,6 +52,14 @@ func (e *engineEnv) repeater(t *testing.T, domain, url string, edit ...func(*sto
 			fn(r)
 		}
 	}})
+}
+
+// receivingRepeater starts a receiver answering status and a repeater in
+// domain that delivers to it.
+func (e *engineEnv) receivingRepeater(t *testing.T, domain string, status func(id string) int, edit ...func(*store.Repeater)) (*receiver, *store.Repeater) {
+	t.Helper()
+	rc := newReceiver(t, status)
+	return rc, e.repeater(t, domain, rc.url, edit...)
 }
 
 func (e *engineEnv) getRepeater(t *testing.T, id int64) *store.Repeater {

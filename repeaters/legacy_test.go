@@ -22,18 +22,9 @@ func (e *engineEnv) newLegacy() (*Legacy, chan store.Outcome) {
 	}, sent
 }
 
-func sendRecord(t *testing.T, l *Legacy, id int64) {
-	t.Helper()
-	if err := l.SendRecord(context.Background(), id); err != nil {
-		t.Fatalf("send record %d: %v", id, err)
-	}
-}
-
 func TestLegacySendsOneRecord(t *testing.T) {
 	e := newEngineEnv(t)
-	e.startClock()
-	rc := newReceiver(t, nil)
-	r := e.repeater(t, "old", rc.url)
+	rc, r := e.receivingRepeater(t, "old", nil)
 	ids := storetest.Records(t, e.st, r, 3)
 	l, sent := e.newLegacy()
 
@@ -53,9 +44,8 @@ func TestLegacySendsOneRecord(t *testing.T) {
 
 func TestLegacyFailureSchedulesTheNextTry(t *testing.T) {
 	e := newEngineEnv(t)
-	clock := e.startClock()
-	rc := newReceiver(t, answering(http.StatusServiceUnavailable))
-	r := e.repeater(t, "old", rc.url, func(r *store.Repeater) { r.MaxAttempts = 10 })
+	clock := e.clock
+	rc, r := e.receivingRepeater(t, "old", answering(http.StatusServiceUnavailable), func(r *store.Repeater) { r.MaxAttempts = 10 })
 	id := storetest.Records(t, e.st, r, 1)[0]
 	l, sent := e.newLegacy()
 
@@ -81,9 +71,8 @@ func TestLegacyFailureSchedulesTheNextTry(t *testing.T) {
 
 func TestLegacyPostponesARecordOfAPausedRepeater(t *testing.T) {
 	e := newEngineEnv(t)
-	clock := e.startClock()
-	rc := newReceiver(t, nil)
-	r := e.repeater(t, "old", rc.url)
+	clock := e.clock
+	rc, r := e.receivingRepeater(t, "old", nil)
 	id := storetest.Records(t, e.st, r, 1)[0]
 	if err := e.st.SetPaused(context.Background(), r.ID, true); err != nil {
 		t.Fatal(err)
@@ -101,9 +90,7 @@ func TestLegacyPostponesARecordOfAPausedRepeater(t *testing.T) {
 
 func TestLegacySkipsARecordTheOtherPathDelivered(t *testing.T) {
 	e := newEngineEnv(t)
-	e.startClock()
-	rc := newReceiver(t, nil)
-	r := e.repeater(t, "flip", rc.url)
+	rc, r := e.receivingRepeater(t, "flip", nil)
 	id := storetest.Records(t, e.st, r, 1)[0]
 	p, ev := e.newProcessor()
 	l, sent := e.newLegacy()
@@ -121,5 +108,12 @@ func TestLegacySkipsARecordTheOtherPathDelivered(t *testing.T) {
 	}
 	if n := storetest.Count(t, e.st, `SELECT count(*) FROM repeat_record_attempts WHERE record_id = $1`, id); n != 1 {
 		t.Fatalf("%d attempts recorded, want the new path's one", n)
+	}
+}
+
+func sendRecord(t *testing.T, l *Legacy, id int64) {
+	t.Helper()
+	if err := l.SendRecord(context.Background(), id); err != nil {
+		t.Fatalf("send record %d: %v", id, err)
 	}
 }
