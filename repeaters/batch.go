@@ -18,8 +18,17 @@ type Processor struct {
 	Sender *Sender
 	Policy BackoffPolicy
 	Logger *slog.Logger
-	// Now is the clock. Defaults to time.Now.
-	Now func() time.Time
+	// Clock decides when a backed-off repeater is next due. Defaults to the
+	// system clock.
+	Clock Clock
+	// OnRecorded is called after a batch's outcomes are written, with their
+	// summary, so a test can wait for it instead of sleeping. It must not
+	// block. Defaults to none.
+	OnRecorded func(Batch, store.BatchSummary)
+	// OnApplied is called after update_repeater applied a batch to its
+	// repeater (not for a stale or repeated token). It must not block.
+	// Defaults to none.
+	OnApplied func(repeaterID int64, d store.BatchDecision)
 }
 
 // recordTimeout bounds the writes after a batch, which run even when the
@@ -139,23 +148,29 @@ func (p *Processor) record(ctx context.Context, r *store.Repeater, b Batch, outc
 		return nil
 	}
 	mark := &store.BatchMark{RepeaterID: r.ID, Token: b.Token, Summary: store.Summarize(outcomes)}
-	_, err := p.Store.RecordOutcomes(ctx, outcomes, mark)
-	return err
+	if _, err := p.Store.RecordOutcomes(ctx, outcomes, mark); err != nil {
+		return err
+	}
+	if p.OnRecorded != nil {
+		p.OnRecorded(b, mark.Summary)
+	}
+	return nil
 }
 
 // UpdateRepeater applies a recorded batch's outcome to its repeater (once
 // per token), then releases the lock if the token still holds it, which
 // wakes the dispatcher.
 func (p *Processor) UpdateRepeater(ctx context.Context, repeaterID int64, token string) error {
-	now := time.Now
-	if p.Now != nil {
-		now = p.Now
-	}
-	_, err := p.Store.ApplyBatch(ctx, repeaterID, token, func(r *store.Repeater, sum store.BatchSummary) store.BatchDecision {
-		return p.Policy.Decide(r, sum, now())
+	var d store.BatchDecision
+	applied, err := p.Store.ApplyBatch(ctx, repeaterID, token, func(r *store.Repeater, sum store.BatchSummary) store.BatchDecision {
+		d = p.Policy.Decide(r, sum, clockOr(p.Clock).Now())
+		return d
 	})
 	if err != nil {
 		return err
+	}
+	if applied && p.OnApplied != nil {
+		p.OnApplied(repeaterID, d)
 	}
 	_, err = p.Locker.Release(ctx, repeaterID, token)
 	return err

@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/redis/go-redis/v9"
 
 	"repeaterd/repeaters/lifecycle"
@@ -53,8 +52,13 @@ type DispatcherConfig struct {
 	PollCeiling time.Duration
 	// LeaseTTL is the leader lease. Defaults to 5s.
 	LeaseTTL time.Duration
-	// Now is the clock. Defaults to time.Now.
-	Now func() time.Time `json:"-"`
+	// Clock decides which repeaters are due, the rate limits and how long
+	// to sleep. Defaults to the system clock.
+	Clock Clock `json:"-"`
+	// OnPass is called after every pass with what it did, so a test can
+	// wait for a pass instead of sleeping. It runs on the dispatcher's
+	// goroutine and must not block. Defaults to none.
+	OnPass func(PassResult) `json:"-"`
 }
 
 func (c DispatcherConfig) withDefaults() DispatcherConfig {
@@ -67,10 +71,35 @@ func (c DispatcherConfig) withDefaults() DispatcherConfig {
 	if c.PollCeiling <= 0 || c.PollCeiling > time.Second {
 		c.PollCeiling = DefaultPollCeiling
 	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
+	c.Clock = clockOr(c.Clock)
 	return c
+}
+
+// Reasons a pass skips a ready repeater, as counted in PassResult.Skipped
+// and by the skips metric.
+const (
+	SkipLocked      = "locked"       // its lock is held: a batch of it is in flight
+	SkipDomainCap   = "domain_cap"   // its domain has its cap of batches in flight
+	SkipRateLimited = "rate_limited" // a rate limit has no token for it yet
+)
+
+// PassResult is what one dispatcher pass did.
+type PassResult struct {
+	// Ready is how many ready repeaters the pass saw.
+	Ready int
+	// Batches are the batches it enqueued, in order.
+	Batches []Batch
+	// Skipped counts the ready repeaters it passed over, by reason (SkipLocked, …).
+	Skipped map[string]int
+	// Wait is how long the dispatcher may sleep before the next pass.
+	Wait time.Duration
+	// Err is why the pass ended early, if it did.
+	Err error
+}
+
+func (res *PassResult) skip(reason string) {
+	res.Skipped[reason]++
+	skips.WithLabelValues(reason).Inc()
 }
 
 // Dispatcher finds ready repeaters and hands each a batch, round-robin
@@ -86,7 +115,7 @@ type Dispatcher struct {
 	logger  *slog.Logger
 
 	wake     chan struct{}
-	pass     int
+	passes   int
 	limits   *limits
 	inFlight map[int64]string // repeater → domain, for batches this leader enqueued
 
@@ -118,104 +147,103 @@ func (d *Dispatcher) Stop(ctx context.Context) error { return d.life.Stop(ctx, n
 func (d *Dispatcher) lead(ctx context.Context) {
 	leading.Set(1)
 	defer leading.Set(0)
-	d.limits = newLimits(d.cfg.DomainRatePerS, d.cfg.DomainBurst, d.cfg.GlobalRatePerS, d.cfg.GlobalBurst)
-	d.inFlight = map[int64]string{}
+	d.resetLeaderState()
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); d.listenPostgres(ctx) }()
 	go func() { defer wg.Done(); d.listenRedis(ctx) }()
 	defer wg.Wait()
 	for ctx.Err() == nil {
-		wait, err := d.RunOnce(ctx)
+		res, err := d.RunOnce(ctx)
 		if err != nil && ctx.Err() == nil {
 			d.logger.Warn("dispatcher pass", "err", err)
-			wait = d.cfg.PollCeiling
+			res.Wait = d.cfg.PollCeiling
 		}
-		d.sleep(ctx, wait)
+		d.sleep(ctx, res.Wait)
 	}
 }
 
-func (d *Dispatcher) sleep(ctx context.Context, wait time.Duration) {
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	case <-d.wake:
-	}
+// resetLeaderState starts a leadership term afresh: the buckets and the
+// batches in flight of an earlier term are not this term's to trust.
+func (d *Dispatcher) resetLeaderState() {
+	d.limits = newLimits(d.cfg.DomainRatePerS, d.cfg.DomainBurst, d.cfg.GlobalRatePerS, d.cfg.GlobalBurst)
+	d.inFlight = map[int64]string{}
 }
 
-// Wake makes a sleeping dispatcher run a pass now.
-func (d *Dispatcher) Wake() {
-	select {
-	case d.wake <- struct{}{}:
-	default:
-	}
-}
-
-// RunOnce runs one pass and returns how long the dispatcher may sleep.
-// It is exported for tests that drive single steps.
-func (d *Dispatcher) RunOnce(ctx context.Context) (time.Duration, error) {
+// RunOnce runs one pass and reports what it did, including how long the
+// dispatcher may sleep. It is exported for tests that drive single steps,
+// and must not run beside a started dispatcher.
+func (d *Dispatcher) RunOnce(ctx context.Context) (PassResult, error) {
 	if d.limits == nil {
-		d.limits = newLimits(d.cfg.DomainRatePerS, d.cfg.DomainBurst, d.cfg.GlobalRatePerS, d.cfg.GlobalBurst)
-		d.inFlight = map[int64]string{}
+		d.resetLeaderState()
 	}
-	start := d.cfg.Now()
-	defer func() { passDuration.Observe(time.Since(start).Seconds()) }()
+	began := time.Now() // the metric times the pass in real time, whatever the clock
+	res := PassResult{Skipped: map[string]int{}, Wait: d.cfg.PollCeiling}
+	res.Err = d.pass(ctx, &res)
+	passDuration.Observe(time.Since(began).Seconds())
+	if d.cfg.OnPass != nil {
+		d.cfg.OnPass(res)
+	}
+	return res, res.Err
+}
+
+// pass does a pass's work, noting it in res.
+func (d *Dispatcher) pass(ctx context.Context, res *PassResult) error {
+	start := d.cfg.Clock.Now()
 	// Locks first: a batch whose update commits a backoff and releases its
 	// lock after this point is still seen as in flight, never as ready.
 	if err := d.forgetFinished(ctx); err != nil {
-		return 0, err
+		return err
 	}
 	groups, err := d.store.ReadyRepeaters(ctx, start)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	order := RoundRobin(groups, d.pass)
-	d.pass++
+	order := RoundRobin(groups, d.passes)
+	d.passes++
+	res.Ready = len(order)
 	readyRepeaters.Set(float64(len(order)))
 
-	wait := d.cfg.PollCeiling
 	perDomain := d.inFlightPerDomain()
 	domainCap := d.domainCap(ctx)
 	for _, r := range order {
 		if _, busy := d.inFlight[r.ID]; busy {
-			skips.WithLabelValues("locked").Inc()
+			res.skip(SkipLocked)
 			continue
 		}
 		if perDomain[r.Domain] >= domainCap {
-			skips.WithLabelValues("domain_cap").Inc()
+			res.skip(SkipDomainCap)
 			continue
 		}
-		n, retryIn := d.limits.reserve(r, d.cfg.Now(), d.batchSize(r))
+		n, retryIn := d.limits.reserve(r, d.cfg.Clock.Now(), d.batchSize(r))
 		if n == 0 {
-			skips.WithLabelValues("rate_limited").Inc()
-			wait = min(wait, max(retryIn, time.Millisecond))
+			res.skip(SkipRateLimited)
+			res.Wait = min(res.Wait, max(retryIn, time.Millisecond))
 			continue
 		}
-		ok, err := d.dispatch(ctx, r, n)
+		ok, err := d.dispatch(ctx, r, n, res)
 		if err != nil {
-			return 0, err
+			return err
 		}
 		if ok {
 			perDomain[r.Domain]++
 		}
 	}
 	if next, err := d.store.NextAttemptAfter(ctx, start); err == nil && !next.IsZero() {
-		wait = min(wait, max(next.Sub(d.cfg.Now()), time.Millisecond))
+		res.Wait = min(res.Wait, max(next.Sub(d.cfg.Clock.Now()), time.Millisecond))
 	}
-	return wait, nil
+	return nil
 }
 
 // dispatch locks a repeater and enqueues its batch; ok is false when another
-// holder has the lock.
-func (d *Dispatcher) dispatch(ctx context.Context, r store.ReadyRepeater, n int) (bool, error) {
+// holder has the lock. A failed enqueue frees the lock at once.
+func (d *Dispatcher) dispatch(ctx context.Context, r store.ReadyRepeater, n int, res *PassResult) (bool, error) {
 	token, ok, err := d.locker.Acquire(ctx, r.ID)
 	if err != nil {
 		return false, err
 	}
 	if !ok {
-		skips.WithLabelValues("locked").Inc()
+		res.skip(SkipLocked)
 		return false, nil
 	}
 	b := Batch{RepeaterID: r.ID, Domain: r.Domain, Token: token, Limit: n}
@@ -224,6 +252,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, r store.ReadyRepeater, n int)
 		return false, err
 	}
 	d.inFlight[r.ID] = r.Domain
+	res.Batches = append(res.Batches, b)
 	batchesEnqueued.Inc()
 	return true, nil
 }
@@ -269,56 +298,4 @@ func (d *Dispatcher) domainCap(ctx context.Context) int {
 		return d.cfg.DomainMaxInFlight
 	}
 	return max(1, d.cfg.TotalConcurrency(ctx)/2)
-}
-
-// RoundRobin orders ready repeaters across domains (d1r1, d2r1, d3r1, d1r2,
-// …), starting from a different domain on each pass.
-func RoundRobin(groups []store.DomainRepeaters, pass int) []store.ReadyRepeater {
-	var out []store.ReadyRepeater
-	if len(groups) == 0 {
-		return out
-	}
-	first := pass % len(groups)
-	for i := 0; ; i++ {
-		added := false
-		for g := range groups {
-			reps := groups[(first+g)%len(groups)].Repeaters
-			if i < len(reps) {
-				out = append(out, reps[i])
-				added = true
-			}
-		}
-		if !added {
-			return out
-		}
-	}
-}
-
-// listenPostgres wakes the dispatcher on NOTIFY of new records.
-func (d *Dispatcher) listenPostgres(ctx context.Context) {
-	for ctx.Err() == nil {
-		err := d.store.Listen(ctx, store.NotifyChannel, func(*pgconn.Notification) { d.Wake() })
-		if ctx.Err() == nil {
-			d.logger.Warn("listen for new records", "err", err)
-			sleep(ctx, time.Second)
-		}
-	}
-}
-
-// listenRedis wakes the dispatcher when a lock is released.
-func (d *Dispatcher) listenRedis(ctx context.Context) {
-	sub := d.rdb.Subscribe(ctx, WakeChannel)
-	defer sub.Close()
-	ch := sub.Channel()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case _, ok := <-ch:
-			if !ok {
-				return
-			}
-			d.Wake()
-		}
-	}
 }

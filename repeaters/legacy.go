@@ -53,7 +53,12 @@ type Legacy struct {
 	// task still queued is not doubled (send tasks are unique per record).
 	// Defaults to 5m.
 	Claim time.Duration
-	Now   func() time.Time
+	// Clock decides when a failed or postponed record is due again.
+	// Defaults to the system clock.
+	Clock Clock
+	// OnSent is called with each attempt SendRecord recorded, so a test can
+	// wait for it instead of sleeping. It must not block. Defaults to none.
+	OnSent func(store.Outcome)
 }
 
 // CheckRepeaters claims due legacy records page by page and hands each id to
@@ -91,10 +96,7 @@ func (l *Legacy) CheckRepeaters(ctx context.Context, enqueue func(ctx context.Co
 // postpones it, otherwise one attempt is made and recorded with the record's
 // next retry.
 func (l *Legacy) SendRecord(ctx context.Context, recordID int64) error {
-	now := time.Now
-	if l.Now != nil {
-		now = l.Now
-	}
+	clock := clockOr(l.Clock)
 	rec, _, err := l.Store.GetRecord(ctx, recordID)
 	if err != nil || !rec.State.Ready() {
 		if store.ErrorCode(err) == store.ENOTFOUND {
@@ -114,7 +116,7 @@ func (l *Legacy) SendRecord(ctx context.Context, recordID int64) error {
 		}
 		return err
 	case r.IsPaused:
-		return l.Store.PostponeRecord(ctx, recordID, now().Add(l.Schedule.Delay(1)))
+		return l.Store.PostponeRecord(ctx, recordID, clock.Now().Add(l.Schedule.Delay(1)))
 	}
 	ready, err := l.Store.ClaimRecord(ctx, recordID, r.Timeout()+time.Minute)
 	if err != nil {
@@ -126,8 +128,13 @@ func (l *Legacy) SendRecord(ctx context.Context, recordID int64) error {
 	out := l.Sender.Send(ctx, r, ready)
 	observe(out)
 	if out.State == store.StateFail {
-		out.NextCheck = now().Add(max(l.Schedule.Delay(ready.AttemptCount+1), out.RetryAfter))
+		out.NextCheck = clock.Now().Add(max(l.Schedule.Delay(ready.AttemptCount+1), out.RetryAfter))
 	}
-	_, err = l.Store.RecordOutcomes(context.WithoutCancel(ctx), []store.Outcome{out}, nil)
-	return err
+	if _, err := l.Store.RecordOutcomes(context.WithoutCancel(ctx), []store.Outcome{out}, nil); err != nil {
+		return err
+	}
+	if l.OnSent != nil {
+		l.OnSent(out)
+	}
+	return nil
 }

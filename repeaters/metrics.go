@@ -1,13 +1,17 @@
 package repeaters
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"repeaterd/store"
+)
 
 // Engine metrics. Labels never name a domain or a repeater (cardinality).
 var (
-	deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "repeaterd_deliveries_total",
-		Help: "Delivery attempts by outcome (success, fail, payload_rejected, empty).",
-	}, []string{"outcome"})
+	deliveries = countersBy("repeaterd_deliveries_total", "Delivery attempts by outcome", "outcome",
+		store.StateSuccess.String(), store.StateFail.String(), store.StatePayloadRejected.String(), store.StateEmpty.String())
 	deliveryDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "repeaterd_delivery_duration_seconds",
 		Help:    "Duration of one delivery attempt.",
@@ -22,10 +26,8 @@ var (
 		Name: "repeaterd_dispatcher_ready_repeaters",
 		Help: "Ready repeaters seen by the last dispatcher pass.",
 	})
-	skips = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "repeaterd_dispatcher_skips_total",
-		Help: "Ready repeaters the dispatcher passed over, by reason (rate_limited, domain_cap, locked).",
-	}, []string{"reason"})
+	skips = countersBy("repeaterd_dispatcher_skips_total", "Ready repeaters the dispatcher passed over, by reason", "reason",
+		SkipRateLimited, SkipDomainCap, SkipLocked)
 	batchesEnqueued = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "repeaterd_dispatcher_batches_enqueued_total",
 		Help: "process_repeater batches enqueued.",
@@ -36,16 +38,21 @@ var (
 	})
 )
 
+// countersBy returns a counter vector over one label whose known values are
+// created up front, so each series reads 0 before its first event instead of
+// being absent. The help text ends with the values.
+func countersBy(name, help, label string, values ...string) *prometheus.CounterVec {
+	v := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: name,
+		Help: help + " (" + strings.Join(values, ", ") + ").",
+	}, []string{label})
+	for _, value := range values {
+		v.WithLabelValues(value)
+	}
+	return v
+}
+
 // Collectors returns the engine's metrics for registration.
 func Collectors() []prometheus.Collector {
 	return []prometheus.Collector{deliveries, deliveryDuration, passDuration, readyRepeaters, skips, batchesEnqueued, leading}
-}
-
-func init() {
-	for _, o := range []string{"success", "fail", "payload_rejected", "empty"} {
-		deliveries.WithLabelValues(o)
-	}
-	for _, r := range []string{"rate_limited", "domain_cap", "locked"} {
-		skips.WithLabelValues(r)
-	}
 }

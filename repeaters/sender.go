@@ -54,6 +54,9 @@ type SenderConfig struct {
 	// Version is sent as User-Agent "repeaterd/<version>" so receivers can
 	// tell deliveries and releases apart. Defaults to "dev".
 	Version string
+	// Clock stamps attempts and webhook timestamps and reads Retry-After
+	// dates. Defaults to the system clock.
+	Clock Clock
 }
 
 // WithDefaults returns c with unset or non-positive fields set to defaults.
@@ -65,6 +68,7 @@ func (c SenderConfig) WithDefaults() SenderConfig {
 		c.MaxRetryAfter = DefaultSenderMaxRetryAfter
 	}
 	c.Version = cmp.Or(c.Version, DefaultSenderVersion)
+	c.Clock = clockOr(c.Clock)
 	return c
 }
 
@@ -75,8 +79,7 @@ type Sender struct {
 	cfg       SenderConfig
 	transport *http.Transport
 	client    *http.Client
-	slots     chan struct{}    // one per request in flight, process-wide
-	now       func() time.Time // wall clock for timestamps; tests fix it
+	slots     chan struct{} // one per request in flight, process-wide
 }
 
 // NewSender returns a Sender configured by cfg (see SenderConfig.WithDefaults).
@@ -107,7 +110,6 @@ func NewSender(cfg SenderConfig) *Sender {
 		transport: transport,
 		client:    client,
 		slots:     make(chan struct{}, cfg.MaxInFlight),
-		now:       time.Now,
 	}
 }
 
@@ -123,7 +125,7 @@ func (s *Sender) Send(ctx context.Context, r *store.Repeater, rec *store.ReadyRe
 			RecordID:    rec.ID,
 			State:       store.StateFail,
 			Message:     "not sent: " + context.Cause(ctx).Error(),
-			AttemptedAt: s.now(),
+			AttemptedAt: s.cfg.Clock.Now(),
 		}
 	}
 	defer func() { <-s.slots }()
@@ -183,9 +185,9 @@ func takeSendSlot(ctx context.Context, slots chan struct{}) bool {
 func (s *Sender) send(ctx context.Context, r *store.Repeater, rec *store.ReadyRecord) store.Outcome {
 	if len(rec.Body) == 0 {
 		// Nothing to send: done without bothering the endpoint.
-		return store.Outcome{RecordID: rec.ID, State: store.StateEmpty, Message: "empty payload: nothing to send", AttemptedAt: s.now()}
+		return store.Outcome{RecordID: rec.ID, State: store.StateEmpty, Message: "empty payload: nothing to send", AttemptedAt: s.cfg.Clock.Now()}
 	}
-	at, began := s.now(), time.Now()
+	at, began := s.cfg.Clock.Now(), time.Now()
 	out := store.Outcome{RecordID: rec.ID, State: store.StateFail, AttemptedAt: at}
 	timeout := senderTimeout(r)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -246,7 +248,7 @@ func (s *Sender) readResponse(out *store.Outcome, r *store.Repeater, resp *http.
 	defer resp.Body.Close()
 	out.StatusCode = resp.StatusCode
 	out.State = classifyStatus(resp.StatusCode, r.BackoffCodes)
-	if d, ok := ParseRetryAfter(resp.Header.Get("Retry-After"), s.now()); ok {
+	if d, ok := ParseRetryAfter(resp.Header.Get("Retry-After"), s.cfg.Clock.Now()); ok {
 		out.RetryAfter = min(d, s.cfg.MaxRetryAfter)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes))

@@ -205,8 +205,7 @@ func TestSendRetryAfter(t *testing.T) {
 		{429, "", 0},
 		{200, "30", 30 * time.Second}, // any response that has one
 	}
-	s := newHTTPSender(t, SenderConfig{AllowPrivateTargets: true, MaxRetryAfter: time.Hour})
-	s.now = func() time.Time { return now }
+	s := newHTTPSender(t, SenderConfig{AllowPrivateTargets: true, MaxRetryAfter: time.Hour, Clock: NewFakeClock(now)})
 	for _, tt := range tests {
 		u := srv.URL + "/?code=" + strconv.Itoa(tt.code) + "&ra=" + strings.ReplaceAll(tt.ra, " ", "%20")
 		if out := s.Send(context.Background(), httpRepeater(u), httpRecord(1, "{}")); out.RetryAfter != tt.want {
@@ -246,9 +245,9 @@ func TestSendHeadersAndSignature(t *testing.T) {
 		"content-type":      "text/evil",
 		"user-agent":        "evil",
 	}
-	s := newHTTPSender(t, SenderConfig{AllowPrivateTargets: true, Version: "1.2.3"})
 	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
-	s.now = func() time.Time { return now }
+	clock := NewFakeClock(now)
+	s := newHTTPSender(t, SenderConfig{AllowPrivateTargets: true, Version: "1.2.3", Clock: clock})
 
 	if out := s.Send(context.Background(), r, httpRecord(42, `{"a":1}`)); out.State != store.StateSuccess || out.StatusCode != 204 {
 		t.Fatalf("outcome = %+v; want the receiver to verify the signature", out)
@@ -272,7 +271,7 @@ func TestSendHeadersAndSignature(t *testing.T) {
 	}
 
 	// A retry later carries the same webhook-id.
-	now = now.Add(time.Hour)
+	clock.Advance(time.Hour)
 	s.Send(context.Background(), r, httpRecord(42, `{"a":1}`))
 	if h := awaitSignal(t, seen, "the retry"); h.Get("Webhook-Id") != "msg_42" {
 		t.Errorf("retry webhook-id = %q, want msg_42", h.Get("Webhook-Id"))

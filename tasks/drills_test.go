@@ -57,6 +57,35 @@ func startLoad(h *harness, reps ...*store.Repeater) *steadyLoad {
 	return l
 }
 
+// lastID is the newest record's id: what is registered after it came later.
+func lastID(h *harness) int {
+	return h.countSQL(`SELECT coalesce(max(id), 0) FROM repeat_records`)
+}
+
+// steadyDeliveries is how many records of each domain a drill sees
+// delivered before it calls the load steady, or the system recovered.
+const steadyDeliveries = 50
+
+// deliveringAfter waits, with the load on, until steadyDeliveries records
+// registered after the record since are delivered in each of domains.
+// Before a break (since 0) that makes the break land mid-flight; after one
+// (since = lastID at the break) it means the system is back. It reads
+// through a pool that may be cut off meanwhile, so a failed count is only
+// "not yet". A chaos run then soaks for the long window: there, the time
+// under load is the point.
+func deliveringAfter(h *harness, since, domains int, soak time.Duration) {
+	h.t.Helper()
+	h.waitFor(fmt.Sprintf("%d deliveries in each domain after record %d", steadyDeliveries, since), 60*time.Second, func() bool {
+		var n int
+		err := h.eng.Store.Pool().QueryRow(ctx, `SELECT count(*) FROM (SELECT domain FROM repeat_records
+			WHERE id > $1 AND state = 4 GROUP BY domain HAVING count(*) >= $2) d`, since, steadyDeliveries).Scan(&n)
+		return err == nil && n == domains
+	})
+	if chaos() {
+		time.Sleep(soak)
+	}
+}
+
 func (l *steadyLoad) finish() int {
 	close(l.stop)
 	l.done.Wait()
@@ -114,13 +143,14 @@ func TestDrillRedisLosesEverything(t *testing.T) {
 	reps := []*store.Repeater{h.repeater("new", sk.url("/new")), h.repeater("old", sk.url("/old"))}
 	h.start("dispatcher", "worker", "scheduler")
 	load := startLoad(h, reps...)
-	time.Sleep(drillLength(time.Second, 10*time.Second))
+	deliveringAfter(h, 0, len(reps), 10*time.Second)
 	// Every task, lock, lease and uniqueness key vanishes (this test's DB only).
+	before := lastID(h)
 	if err := h.eng.Redis.FlushDB(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
 	lost := time.Now()
-	time.Sleep(drillLength(time.Second, 10*time.Second))
+	deliveringAfter(h, before, len(reps), 10*time.Second)
 	registered := load.finish()
 	assertNothingLost(h, sk, registered, registered)
 	t.Logf("recovered and drained %s after Redis lost everything (reconcile: lock TTL 2s, legacy claim 2s)", time.Since(lost))
@@ -200,10 +230,13 @@ func TestDrillPostgresRestart(t *testing.T) {
 	reps := []*store.Repeater{h.repeater("a", sk.url("/a")), h.repeater("b", sk.url("/b"))}
 	h.start("dispatcher", "worker", "scheduler")
 	load := startLoad(h, reps...) // registers through the proxy too: refused while down
-	time.Sleep(drillLength(time.Second, 5*time.Second))
+	deliveringAfter(h, 0, len(reps), 5*time.Second)
+	before := lastID(h)
 	proxy.cut(drillLength(3*time.Second, 20*time.Second))
 	restarted := time.Now()
-	time.Sleep(drillLength(5*time.Second, 30*time.Second))
+	// Records registered after the cut can only be once Postgres is back, so
+	// this wait spans the whole outage.
+	deliveringAfter(h, before, len(reps), 10*time.Second)
 	registered := load.finish()
 	assertNothingLost(h, sk, registered, registered/10)
 	t.Logf("drained %s after Postgres went away for %s", time.Since(restarted), drillLength(3*time.Second, 20*time.Second))
@@ -224,7 +257,9 @@ func TestDrillEndpointFlaps(t *testing.T) {
 	rep := h.repeater("d", sk.url("/flap"), func(r *store.Repeater) { r.MaxAttempts = 100 })
 	h.start("dispatcher", "worker")
 	load := startLoad(h, rep)
-	time.Sleep(time.Until(flapUntil) + time.Second)
+	// The flap is a window of time; the load runs through all of it.
+	time.Sleep(time.Until(flapUntil))
+	deliveringAfter(h, lastID(h), 1, 0)
 	registered := load.finish()
 	h.waitFor("every record delivered", 60*time.Second, func() bool {
 		return h.countSQL(`SELECT count(*) FROM repeat_records WHERE state = 4`) == registered

@@ -88,7 +88,7 @@ func TestRateLimitIsHeldAtTheSink(t *testing.T) {
 	h.start("dispatcher", "worker")
 	h.waitFor("first delivery", 10*time.Second, func() bool { return sk.count("/limited") > 0 })
 	first := sk.times("/limited")[0]
-	time.Sleep(5 * time.Second) // the measurement window itself
+	time.Sleep(5 * time.Second) // the measurement window itself: a rate is what arrives in a fixed time
 	n := 0
 	for _, at := range sk.times("/limited") {
 		if at.Sub(first) < 5*time.Second {
@@ -122,20 +122,38 @@ func TestDeadEndpointCostsOneProbePerBackoffWindow(t *testing.T) {
 	healthy := h.repeater("d", sk.url("/healthy"))
 	deadIDs := h.load(dead, 100)
 	h.load(healthy, 100)
+	type deadBatch struct {
+		at  time.Time
+		sum store.BatchSummary
+	}
+	onDeadBatch, deadBatches := signalInto[deadBatch]()
+	h.eng.Processor.OnRecorded = func(b repeaters.Batch, sum store.BatchSummary) {
+		if b.RepeaterID == dead.ID {
+			onDeadBatch(deadBatch{time.Now(), sum})
+		}
+	}
 	h.start("dispatcher", "worker")
 	attempts := func() int {
 		return h.countSQL(`SELECT count(*) FROM repeat_record_attempts a JOIN repeat_records r ON r.id = a.record_id WHERE r.repeater_id = $1`, dead.ID)
 	}
-	h.waitFor("first batch on the dead endpoint", 10*time.Second, func() bool { return attempts() > 0 })
-	start := time.Now()
-	firstBatch := attempts()
+	first := awaitEvent(t, deadBatches, "first batch on the dead endpoint", 10*time.Second)
+	firstBatch := first.sum.Attempted
 	h.waitFor("healthy repeater delivered", 20*time.Second, func() bool { return sk.count("/healthy") >= 100 })
-	time.Sleep(time.Until(start.Add(4 * time.Second))) // about two backoff windows
-	later := attempts()
-	t.Logf("dead endpoint: %d attempts in the first batch, %d after ~4s (two 1.5s windows)", firstBatch, later)
 	if firstBatch > 7 {
 		t.Fatalf("first batch on a dead endpoint made %d requests; want one wave (≤ 7)", firstBatch)
 	}
+	// The next two batches, each a backoff window (1.5s) after the last.
+	window := h.cfg.Backoff.Min - time.Duration(float64(h.cfg.Backoff.Min)*h.cfg.Backoff.Jitter)
+	for prev, i := first, 0; i < 2; i++ {
+		probe := awaitEvent(t, deadBatches, "a probe on the dead endpoint", 10*time.Second)
+		if gap := probe.at.Sub(prev.at); probe.sum.Attempted != 1 || gap < window {
+			t.Fatalf("batch %d after the first: %d requests, %s after the one before; want one probe per backoff window (%s)",
+				i+1, probe.sum.Attempted, gap, window)
+		}
+		prev = probe
+	}
+	later := attempts()
+	t.Logf("dead endpoint: %d attempts in the first batch, %d after two probes (two 1.5s windows)", firstBatch, later)
 	if later > firstBatch+3 {
 		t.Fatalf("%d requests after the first batch in ~2 backoff windows; want at most one probe each", later-firstBatch)
 	}

@@ -291,16 +291,49 @@ func (h *harness) countSQL(sql string, args ...any) int {
 	return n
 }
 
-// waitFor polls cond until it holds or the deadline passes.
+// waitFor re-checks cond every 20ms until it holds or timeout passes. Its
+// conditions span processes (subprocess roles, the sink, the database) that
+// no single signal announces, so it polls; a wait on one event of the
+// in-process engine uses awaitEvent on the engine's signals instead.
 func (h *harness) waitFor(what string, timeout time.Duration, cond func() bool) {
 	h.t.Helper()
-	deadline := time.Now().Add(timeout)
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	poll := time.NewTicker(20 * time.Millisecond)
+	defer poll.Stop()
 	for !cond() {
-		if time.Now().After(deadline) {
+		select {
+		case <-deadline.C:
 			h.t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		case <-poll.C:
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// awaitEvent waits for the next event on ch (fed by an engine signal such
+// as Processor.OnRecorded), failing the test after timeout.
+func awaitEvent[T any](t *testing.T, ch <-chan T, what string, timeout time.Duration) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(timeout):
+		t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		panic("unreachable")
+	}
+}
+
+// signalInto returns a hook for an engine signal that passes each event to
+// the returned channel, dropping events the test is not keeping up with
+// rather than stalling the engine.
+func signalInto[T any]() (func(T), <-chan T) {
+	ch := make(chan T, 256)
+	return func(v T) {
+		select {
+		case ch <- v:
+		default:
+		}
+	}, ch
 }
 
 func percentile(ds []time.Duration, p float64) time.Duration {

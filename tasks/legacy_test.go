@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
 
+	"repeaterd/repeaters"
 	"repeaterd/store"
 	"repeaterd/tasks"
 )
@@ -57,6 +59,9 @@ func TestFlippingTheFlagUnderLoadDeliversExactlyOnce(t *testing.T) {
 	for i := range 4 {
 		reps = append(reps, h.repeater("flip", sk.url(fmt.Sprintf("/flip/%d", i))))
 	}
+	var legacySends, newBatches atomic.Int32
+	h.eng.Legacy.OnSent = func(store.Outcome) { legacySends.Add(1) }
+	h.eng.Processor.OnRecorded = func(repeaters.Batch, store.BatchSummary) { newBatches.Add(1) }
 	h.start("dispatcher", "worker", "scheduler")
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
@@ -72,10 +77,10 @@ func TestFlippingTheFlagUnderLoadDeliversExactlyOnce(t *testing.T) {
 			}
 			h.load(reps[i%len(reps)], 5)
 			registered += 5
-			time.Sleep(5 * time.Millisecond)
+			time.Sleep(5 * time.Millisecond) // paces the load: a steady trickle of records, not a flood
 		}
 	}()
-	flips := 0
+	var flips atomic.Int32
 	go func() { // the toggle, flipped both ways while batches and sends are in flight
 		defer wg.Done()
 		for on := false; ; on = !on {
@@ -88,16 +93,20 @@ func TestFlippingTheFlagUnderLoadDeliversExactlyOnce(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			flips++
+			flips.Add(1)
 		}
 	}()
-	time.Sleep(4 * time.Second)
+	// Flips go on until each path has delivered a few times under them, and
+	// at least twenty times (about 3s): the window of flips is the test.
+	h.waitFor("both paths delivering through twenty flips", 30*time.Second, func() bool {
+		return flips.Load() >= 20 && legacySends.Load() >= 10 && newBatches.Load() >= 3
+	})
 	close(stop)
 	wg.Wait()
 	h.waitFor("every record terminal", 60*time.Second, func() bool {
 		return h.countSQL(`SELECT count(*) FROM repeat_records WHERE state IN (1, 2)`) == 0
 	})
-	t.Logf("%d records, %d flips, %d delivered", registered, flips, len(sk.seen))
+	t.Logf("%d records, %d flips, %d delivered", registered, flips.Load(), len(sk.seen))
 	if n := h.countSQL(`SELECT count(*) FROM repeat_records WHERE state <> 4`); n != 0 {
 		t.Fatalf("%d records ended in a state other than Success", n)
 	}
