@@ -1,6 +1,7 @@
 package repeaters
 
 import (
+	"cmp"
 	"math"
 	"math/rand/v2"
 	"time"
@@ -21,7 +22,8 @@ type BackoffPolicy struct {
 	Min time.Duration
 	// Max caps the backoff and any Retry-After. Defaults to 168h.
 	Max time.Duration
-	// Jitter spreads each backoff by ± this fraction. Defaults to 0.1.
+	// Jitter spreads each backoff by ± this fraction; negative means none.
+	// Defaults to 0.1.
 	Jitter float64
 	// MaxWorkers caps a repeater's concurrency (MAX_REPEATER_WORKERS). 0 = no cap.
 	MaxWorkers int
@@ -29,20 +31,12 @@ type BackoffPolicy struct {
 	Rand func() float64 `json:"-"`
 }
 
-// WithDefaults fills zero fields.
+// WithDefaults returns p with every zero field set to its default. A Max
+// below Min is raised to Min; a negative Jitter means none.
 func (p BackoffPolicy) WithDefaults() BackoffPolicy {
-	if p.Min <= 0 {
-		p.Min = DefaultBackoffMin
-	}
-	if p.Max <= 0 {
-		p.Max = DefaultBackoffMax
-	}
-	if p.Max < p.Min {
-		p.Max = p.Min
-	}
-	if p.Jitter < 0 {
-		p.Jitter = 0
-	}
+	p.Min = cmp.Or(p.Min, DefaultBackoffMin)
+	p.Max = max(cmp.Or(p.Max, DefaultBackoffMax), p.Min)
+	p.Jitter = max(cmp.Or(p.Jitter, DefaultBackoffJitter), 0)
 	if p.Rand == nil {
 		p.Rand = rand.Float64
 	}

@@ -23,7 +23,7 @@ func (e *engineEnv) newProcessor() (*Processor, batchEvents) {
 	ev := batchEvents{recorded: make(chan store.BatchSummary, 16), applied: make(chan store.BatchDecision, 16)}
 	p := &Processor{
 		Store: e.st, Locker: e.locker, Sender: e.sender, Logger: discardLogger(),
-		Policy:     BackoffPolicy{Min: time.Minute, Max: time.Hour}.WithDefaults(),
+		Policy:     BackoffPolicy{Min: time.Minute, Max: time.Hour, Jitter: -1}.WithDefaults(), // -1: no jitter
 		Clock:      e.clock,
 		OnRecorded: func(_ Batch, sum store.BatchSummary) { ev.recorded <- sum },
 		OnApplied:  func(_ int64, d store.BatchDecision) { ev.applied <- d },

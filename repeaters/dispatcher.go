@@ -1,6 +1,7 @@
 package repeaters
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"sync"
@@ -28,8 +29,9 @@ type Enqueuer interface {
 
 // Dispatcher defaults.
 const (
-	DefaultBatchSize   = 50
-	DefaultPollCeiling = time.Second
+	DefaultBatchSize        = 50
+	DefaultPollCeiling      = time.Second
+	DefaultTotalConcurrency = 20
 )
 
 // DispatcherConfig configures the dispatcher.
@@ -40,14 +42,19 @@ type DispatcherConfig struct {
 	// half of TotalConcurrency, so one domain cannot take every worker.
 	DomainMaxInFlight int
 	// TotalConcurrency returns the worker pool's total concurrency. Defaults
-	// to a constant 20.
+	// to a constant 20 (DefaultTotalConcurrency).
 	TotalConcurrency func(context.Context) int `json:"-"`
-	// DomainRatePerS and DomainBurst limit each domain's records per second. 0 = none.
+	// DomainRatePerS limits each domain's records per second. Defaults to
+	// none (0).
 	DomainRatePerS float64
-	DomainBurst    int
-	// GlobalRatePerS and GlobalBurst limit all records per second. 0 = none.
+	// DomainBurst is the domain limit's burst. Defaults to the rate's
+	// one-second worth (at least 1).
+	DomainBurst int
+	// GlobalRatePerS limits all records per second. Defaults to none (0).
 	GlobalRatePerS float64
-	GlobalBurst    int
+	// GlobalBurst is the global limit's burst. Defaults to the rate's
+	// one-second worth (at least 1).
+	GlobalBurst int
 	// PollCeiling is the longest the dispatcher sleeps without a wake-up. Defaults to 1s.
 	PollCeiling time.Duration
 	// LeaseTTL is the leader lease. Defaults to 5s.
@@ -61,16 +68,12 @@ type DispatcherConfig struct {
 	OnPass func(PassResult) `json:"-"`
 }
 
-func (c DispatcherConfig) withDefaults() DispatcherConfig {
-	if c.BatchSize <= 0 {
-		c.BatchSize = DefaultBatchSize
-	}
-	if c.TotalConcurrency == nil {
-		c.TotalConcurrency = func(context.Context) int { return 20 }
-	}
-	if c.PollCeiling <= 0 || c.PollCeiling > time.Second {
-		c.PollCeiling = DefaultPollCeiling
-	}
+// WithDefaults returns c with every zero field set to its default. A poll
+// ceiling above 1s is lowered to 1s: no ready work may wait longer.
+func (c DispatcherConfig) WithDefaults() DispatcherConfig {
+	c.BatchSize = cmp.Or(c.BatchSize, DefaultBatchSize)
+	c.PollCeiling = min(cmp.Or(c.PollCeiling, DefaultPollCeiling), DefaultPollCeiling)
+	c.LeaseTTL = cmp.Or(c.LeaseTTL, DefaultLeaseTTL)
 	c.Clock = clockOr(c.Clock)
 	return c
 }
@@ -124,7 +127,7 @@ type Dispatcher struct {
 
 // NewDispatcher wires a dispatcher.
 func NewDispatcher(cfg DispatcherConfig, st *store.Store, rdb redis.UniversalClient, locker *Locker, enq Enqueuer, logger *slog.Logger) *Dispatcher {
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	return &Dispatcher{
 		cfg: cfg, store: st, rdb: rdb, locker: locker, enqueue: enq, logger: logger,
 		elector: NewElector(rdb, cfg.LeaseTTL, logger),
@@ -297,5 +300,9 @@ func (d *Dispatcher) domainCap(ctx context.Context) int {
 	if d.cfg.DomainMaxInFlight > 0 {
 		return d.cfg.DomainMaxInFlight
 	}
-	return max(1, d.cfg.TotalConcurrency(ctx)/2)
+	total := DefaultTotalConcurrency
+	if d.cfg.TotalConcurrency != nil {
+		total = d.cfg.TotalConcurrency(ctx)
+	}
+	return max(1, total/2)
 }

@@ -1,6 +1,7 @@
 package repeaters
 
 import (
+	"cmp"
 	"context"
 	"math"
 	"time"
@@ -26,17 +27,18 @@ type LegacySchedule struct {
 	Max time.Duration
 }
 
+// WithDefaults returns s with every zero field set to its default.
+func (s LegacySchedule) WithDefaults() LegacySchedule {
+	s.Min = cmp.Or(s.Min, DefaultLegacyRetryMin)
+	s.Max = cmp.Or(s.Max, DefaultBackoffMax)
+	return s
+}
+
 // Delay is the wait after a record's n-th failed attempt.
 func (s LegacySchedule) Delay(n int) time.Duration {
-	minD, maxD := s.Min, s.Max
-	if minD <= 0 {
-		minD = DefaultLegacyRetryMin
-	}
-	if maxD <= 0 {
-		maxD = DefaultBackoffMax
-	}
-	d := float64(minD) * math.Pow(3, float64(max(n-1, 0)))
-	return time.Duration(min(d, float64(maxD)))
+	s = s.WithDefaults()
+	d := float64(s.Min) * math.Pow(3, float64(max(n-1, 0)))
+	return time.Duration(min(d, float64(s.Max)))
 }
 
 // Legacy runs the per-record path of domains whose process_repeaters flag

@@ -87,12 +87,15 @@ func (c EngineConfig) WithDefaults() EngineConfig {
 	c.Sender.MaxRetryAfter = cmp.Or(c.Sender.MaxRetryAfter, c.Backoff.Max)
 	c.Sender = c.Sender.WithDefaults()
 	c.Legacy.Schedule.Max = cmp.Or(c.Legacy.Schedule.Max, c.Backoff.Max)
+	c.Legacy.Schedule = c.Legacy.Schedule.WithDefaults()
 	c.Legacy.Claim = cmp.Or(c.Legacy.Claim, repeaters.DefaultLegacyClaim)
+	c.Dispatcher = c.Dispatcher.WithDefaults()
 	c.Worker = c.Worker.WithDefaults()
 	c.Scheduler = c.Scheduler.WithDefaults()
 	if c.Clock == nil {
 		c.Clock = repeaters.SystemClock{}
 	}
+	c.Dispatcher.Clock, c.Sender.Clock = c.Clock, c.Clock
 	return c
 }
 

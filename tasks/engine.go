@@ -79,8 +79,8 @@ func OpenEngine(ctx context.Context, cfg EngineConfig, logger *slog.Logger) (*En
 	e.Locker = repeaters.NewLocker(rdb, cfg.LockTTL)
 	e.Sender = repeaters.NewSender(cfg.Sender)
 	e.Client = NewClient(rdb)
-	e.Processor = &repeaters.Processor{Store: st, Locker: e.Locker, Sender: e.Sender, Policy: cfg.Backoff, Logger: logger}
-	e.Legacy = &repeaters.Legacy{Store: st, Sender: e.Sender, Schedule: cfg.Legacy.Schedule, Claim: cfg.Legacy.Claim}
+	e.Processor = &repeaters.Processor{Store: st, Locker: e.Locker, Sender: e.Sender, Policy: cfg.Backoff, Logger: logger, Clock: cfg.Clock}
+	e.Legacy = &repeaters.Legacy{Store: st, Sender: e.Sender, Schedule: cfg.Legacy.Schedule, Claim: cfg.Legacy.Claim, Clock: cfg.Clock}
 	return e, nil
 }
 

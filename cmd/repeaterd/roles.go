@@ -23,6 +23,7 @@ func dashboardRoles(o runOptions) map[string]tasks.RoleBuilder {
 		tasks.RoleWeb: func(_ context.Context, eng *tasks.Engine) (lifecycle.Service, error) {
 			page, err := console.New(eng.Store, console.Config{
 				Token: auth.NewToken(o.apiToken), MonitorURL: dashboards.MonitorPath + "/", Logger: eng.Logger,
+				Clock: eng.Config().Clock,
 			})
 			if err != nil {
 				return nil, err
