@@ -1,6 +1,8 @@
-// Package dashboards is what operators look at: the WAL stats consumer, the
-// consistency invariants, the Prometheus metrics, the web dashboard and the
-// alert rules.
+// Package dashboards is the web role, which mounts what its subpackages
+// build, and the alert rules and Grafana board beside it. Subpackages: api
+// (the REST API, the product's write path), metrics (the Prometheus registry
+// and collectors), console (the web UI), walstats (the WAL stats consumer,
+// the stats role) and auth (the operator token).
 //
 // # WAL stats
 //
@@ -12,10 +14,12 @@
 //
 // # Web
 //
-// Web (the web role) serves the JSON API under /api/v1, the dashboard page
-// at / (NewPage: counts by domain and state, repeaters in backoff, invariant
-// status, a delivery-rate chart and the domain flags, server-rendered and
-// refreshing itself), /metrics (NewRegistry), /healthz, /readyz and asynqmon
-// at /monitor/. Invariants live in a materialized view exported as gauges
-// (InvariantsCollector); alerts.yml and grafana/ sit beside this package.
+// Web (the web role) mounts what its subpackages build: the REST API under
+// /api/v1 (package api, behind the operator token of package auth), the
+// console at / (package console, passed in with WithPage; without one, / is
+// 404),
+// /metrics (package metrics: NewRegistry and Handler), /healthz, /readyz and
+// asynqmon at /monitor/ (also behind the token). Invariants live in a
+// materialized view exported as gauges (metrics.InvariantsCollector);
+// alerts.yml and grafana/ sit beside this package.
 package dashboards

@@ -1,12 +1,10 @@
 package dashboards
 
 import (
+	"cmp"
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"fmt"
-	"html/template"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
+	"repeaterd/dashboards/api"
+	"repeaterd/dashboards/auth"
 	"repeaterd/repeaters/lifecycle"
 	"repeaterd/store"
 )
@@ -28,7 +28,6 @@ import (
 // Web role defaults.
 const (
 	DefaultWebAddr         = "127.0.0.1:8080"
-	DefaultMaxPayloadBytes = 1 << 20
 	DefaultShutdownTimeout = 10 * time.Second
 )
 
@@ -36,7 +35,7 @@ const (
 const MonitorPath = "/monitor"
 
 // WebConfig configures the web role: the JSON API, /healthz, /readyz,
-// /metrics, asynqmon at /monitor/ and the dashboard page at /.
+// /metrics, asynqmon at /monitor/ and the console page at /.
 type WebConfig struct {
 	// Addr is the listen address. Anything but a loopback address needs an
 	// APIToken. Defaults to DefaultWebAddr.
@@ -47,13 +46,9 @@ type WebConfig struct {
 	// the page at / stay open. Defaults to none, which is only allowed on a
 	// loopback address.
 	APIToken string
-	// MaxPayloadBytes is the largest payload a record may carry (after
-	// base64 decoding); larger ones get 413. Defaults to
-	// DefaultMaxPayloadBytes (1 MiB).
-	MaxPayloadBytes int64
-	// AllowPrivateTargets lets repeater URLs name loopback and private
-	// addresses. Defaults to false.
-	AllowPrivateTargets bool
+	// API configures the JSON API under /api/v1/; its Logger defaults to the
+	// Web's (WithLogger). Defaults to api.Config's defaults.
+	API api.Config
 	// ReadOnlyMonitor limits asynqmon to viewing: it can otherwise delete,
 	// run and archive tasks, which bypasses the dispatcher's bookkeeping.
 	// nil means true. Defaults to true.
@@ -63,21 +58,13 @@ type WebConfig struct {
 	ShutdownTimeout time.Duration
 }
 
-// WithDefaults returns c with its zero fields set to their defaults.
+// WithDefaults returns c with its zero fields set to their defaults (the
+// API's are api.Config's own, filled by api.New).
 func (c WebConfig) WithDefaults() WebConfig {
-	if c.Addr == "" {
-		c.Addr = DefaultWebAddr
-	}
-	if c.MaxPayloadBytes <= 0 {
-		c.MaxPayloadBytes = DefaultMaxPayloadBytes
-	}
-	if c.ReadOnlyMonitor == nil {
-		readOnly := true
-		c.ReadOnlyMonitor = &readOnly
-	}
-	if c.ShutdownTimeout <= 0 {
-		c.ShutdownTimeout = DefaultShutdownTimeout
-	}
+	readOnly := true
+	c.Addr = cmp.Or(c.Addr, DefaultWebAddr)
+	c.ReadOnlyMonitor = cmp.Or(c.ReadOnlyMonitor, &readOnly)
+	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
 	return c
 }
 
@@ -90,6 +77,9 @@ func (c WebConfig) validate() error {
 	}
 	if c.APIToken == "" && !isLoopbackHost(host) {
 		return fmt.Errorf("refusing to listen on %s without REPEATERD_API_TOKEN; set it or listen on 127.0.0.1", c.Addr)
+	}
+	if c.ShutdownTimeout < 0 {
+		return errors.New("web: ShutdownTimeout must not be negative")
 	}
 	return nil
 }
@@ -110,11 +100,11 @@ func isLoopbackHost(host string) bool {
 type WebOption func(*Web)
 
 // WithMetricsHandler serves h at /metrics (the process's registry, see
-// NewRegistry and Handler). Defaults to promhttp.Handler().
+// metrics.NewRegistry and metrics.Handler). Defaults to promhttp.Handler().
 func WithMetricsHandler(h http.Handler) WebOption { return func(w *Web) { w.SetMetricsHandler(h) } }
 
-// WithPage serves h at / and every path no other route claims. Defaults to
-// a placeholder page linking to /monitor/ and /metrics.
+// WithPage serves h, the console, at / and every path no other route
+// claims. Defaults to none: a Web without a page answers 404 there.
 func WithPage(h http.Handler) WebOption { return func(w *Web) { w.page = h } }
 
 // WithLogger logs through l. Defaults to slog.Default().
@@ -130,9 +120,11 @@ type Web struct {
 	cfg        WebConfig
 	st         *store.Store
 	rdb        redis.UniversalClient
+	token      auth.Token
 	logger     *slog.Logger
 	metrics    atomic.Pointer[http.Handler]
 	page       http.Handler
+	api        *api.API
 	monitorOpt asynq.RedisConnOpt
 	monitor    *asynqmon.HTTPHandler
 	handler    http.Handler
@@ -145,21 +137,23 @@ type Web struct {
 // NewWeb builds the web role. It refuses a config that would expose the API
 // beyond loopback without a token.
 func NewWeb(cfg WebConfig, st *store.Store, rdb redis.UniversalClient, opts ...WebOption) (*Web, error) {
-	w := &Web{cfg: cfg.WithDefaults(), st: st, rdb: rdb}
+	w := &Web{cfg: cfg.WithDefaults(), st: st, rdb: rdb, token: auth.NewToken(cfg.APIToken)}
 	if err := w.cfg.validate(); err != nil {
 		return nil, err
 	}
 	for _, o := range opts {
 		o(w)
 	}
-	if w.logger == nil {
-		w.logger = slog.Default()
-	}
+	w.logger = cmp.Or(w.logger, slog.Default())
+	w.page = cmp.Or(w.page, http.NotFoundHandler())
 	if w.metrics.Load() == nil {
 		w.SetMetricsHandler(promhttp.Handler())
 	}
-	if w.page == nil {
-		w.page = placeholderPage()
+	apiCfg := w.cfg.API
+	apiCfg.Logger = cmp.Or(apiCfg.Logger, w.logger)
+	var err error
+	if w.api, err = api.New(apiCfg, st); err != nil {
+		return nil, err
 	}
 	if w.monitorOpt == nil {
 		opt, err := monitorConnOpt(rdb)
@@ -209,12 +203,12 @@ func (w *Web) Handler() http.Handler { return w.handler }
 func (w *Web) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
-		writeJSON(rw, http.StatusOK, map[string]string{"status": "ok"})
+		api.WriteJSON(rw, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", w.readyz)
 	mux.HandleFunc("GET /metrics", func(rw http.ResponseWriter, r *http.Request) { (*w.metrics.Load()).ServeHTTP(rw, r) })
 	mux.Handle(MonitorPath+"/", w.requireToken(`Basic realm="repeaterd", charset="UTF-8"`, w.monitor))
-	mux.Handle("/api/", w.requireToken(`Bearer realm="repeaterd"`, recoverJSON(w.logger, newAPI(w.cfg, w.st, w.logger))))
+	mux.Handle("/api/", w.requireToken(`Bearer realm="repeaterd"`, w.api))
 	mux.Handle("/", w.page)
 	return mux
 }
@@ -233,29 +227,22 @@ func (w *Web) readyz(rw http.ResponseWriter, r *http.Request) {
 		w.logger.Warn("readyz: redis", "err", err)
 		status["redis"], code = "unavailable", http.StatusServiceUnavailable
 	}
-	writeJSON(rw, code, status)
+	api.WriteJSON(rw, code, status)
 }
 
-// requireToken checks the token when one is configured: as a bearer token,
-// or as the password of HTTP Basic auth (any user name), which is what a
-// browser can send to asynqmon's UI and its XHR calls after one prompt.
-// Both sides are hashed first so the comparison takes the same time
-// whatever the length of the guess. challenge is the WWW-Authenticate
-// answer; Basic makes browsers prompt.
+// requireToken lets through requests carrying the token (auth.Token.Allows:
+// bearer, or the Basic auth password a browser sends to asynqmon's UI and
+// its XHR calls after one prompt) and answers the others with the API's
+// JSON 401. challenge is the WWW-Authenticate answer; Basic makes browsers
+// prompt.
 func (w *Web) requireToken(challenge string, next http.Handler) http.Handler {
-	if w.cfg.APIToken == "" {
+	if !w.token.Configured() {
 		return next
 	}
-	want := sha256.Sum256([]byte(w.cfg.APIToken))
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok {
-			_, got, ok = r.BasicAuth()
-		}
-		sum := sha256.Sum256([]byte(got))
-		if !ok || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
+		if !w.token.Allows(r) {
 			rw.Header().Set("WWW-Authenticate", challenge)
-			writeError(rw, r, w.logger, store.Errorf(codeUnauthorized, "a valid Authorization: Bearer token is required"))
+			api.WriteError(rw, r, w.logger, store.Errorf(api.CodeUnauthorized, "a valid Authorization: Bearer token is required"))
 			return
 		}
 		next.ServeHTTP(rw, r)
@@ -319,26 +306,4 @@ func (w *Web) Addr() string {
 // ends), then closes the listener and asynqmon's Redis connections.
 func (w *Web) Stop(ctx context.Context) error {
 	return w.life.Stop(ctx, nil)
-}
-
-// placeholderPage stands in for the dashboard page at / until that page is
-// written (it will be passed with WithPage); it only links to what exists.
-func placeholderPage() http.Handler {
-	page := template.Must(template.New("page").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>repeaterd</title></head>
-<body><h1>repeaterd</h1>
-<ul>
-<li><a href="{{.Monitor}}/">Task queues (asynqmon)</a></li>
-<li><a href="/metrics">Prometheus metrics</a></li>
-<li><a href="/api/v1/stats">Record counts (JSON API)</a></li>
-</ul></body></html>
-`))
-	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/" {
-			http.NotFound(rw, r)
-			return
-		}
-		rw.Header().Set("Content-Type", "text/html; charset=utf-8")
-		_ = page.Execute(rw, map[string]string{"Monitor": MonitorPath})
-	})
 }

@@ -3,14 +3,17 @@ package dashboards_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"repeaterd/dashboards"
+	"repeaterd/dashboards/api"
 	"repeaterd/store"
 	"repeaterd/store/storetest"
 )
@@ -156,18 +159,26 @@ func TestWebHealthReadyMetricsAndPage(t *testing.T) {
 	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "wired_metric 1\n") })
 	w, _, base := webServer(t, dashboards.WebConfig{}, dashboards.WithMetricsHandler(metrics))
 	for path, want := range map[string]string{
-		"/healthz": `"status":"ok"`,
-		"/readyz":  `"postgres":"ok"`,
-		"/metrics": "wired_metric 1",
-		"/":        `href="/monitor/"`,
+		"/healthz":        `"status":"ok"`,
+		"/readyz":         `"postgres":"ok"`,
+		"/metrics":        "wired_metric 1",
+		"/api/v1/stats":   `"source":"live"`,
+		"/api/v1/nowhere": `"code":"not_found"`,
 	} {
 		resp, body := webGet(t, base+path, "")
-		if resp.StatusCode != http.StatusOK || !strings.Contains(body, want) {
-			t.Errorf("GET %s: status %d, body %q, want 200 containing %q", path, resp.StatusCode, body, want)
+		wantStatus := http.StatusOK
+		if strings.Contains(want, "not_found") {
+			wantStatus = http.StatusNotFound
+		}
+		if resp.StatusCode != wantStatus || !strings.Contains(body, want) {
+			t.Errorf("GET %s: status %d, body %q, want %d containing %q", path, resp.StatusCode, body, wantStatus, want)
 		}
 	}
-	if resp, _ := webGet(t, base+"/no-such-page", ""); resp.StatusCode != http.StatusNotFound {
-		t.Errorf("GET /no-such-page: status %d, want 404", resp.StatusCode)
+	// Without WithPage there is no console: / and unclaimed paths are 404.
+	for _, path := range []string{"/", "/no-such-page"} {
+		if resp, _ := webGet(t, base+path, ""); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s without a page: status %d, want 404", path, resp.StatusCode)
+		}
 	}
 	// The registry of a whole process is built after the roles: set late.
 	w.SetMetricsHandler(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) { io.WriteString(rw, "late 1\n") }))
@@ -182,8 +193,23 @@ func TestWebDefaultMetricsAndPageOption(t *testing.T) {
 	if resp, body := webGet(t, base+"/metrics", ""); resp.StatusCode != http.StatusOK || !strings.Contains(body, "go_goroutines") {
 		t.Errorf("default /metrics: status %d, body %.200q", resp.StatusCode, body)
 	}
-	if _, body := webGet(t, base+"/static/app.js", ""); body != "dashboard at /static/app.js" {
-		t.Errorf("WithPage does not serve unclaimed paths: %q", body)
+	for _, path := range []string{"/", "/static/app.js"} {
+		if _, body := webGet(t, base+path, ""); body != "dashboard at "+path {
+			t.Errorf("WithPage does not serve %s: %q", path, body)
+		}
+	}
+}
+
+func TestWebRefusesBadConfig(t *testing.T) {
+	st := storetest.NewStore(t)
+	rdb := storetest.RedisClient(t)
+	for name, cfg := range map[string]dashboards.WebConfig{
+		"negative payload limit":    {API: api.Config{MaxPayloadBytes: -1}},
+		"negative shutdown timeout": {ShutdownTimeout: -time.Second},
+	} {
+		if _, err := dashboards.NewWeb(cfg, st, rdb); err == nil {
+			t.Errorf("NewWeb with a %s: no error", name)
+		}
 	}
 }
 
@@ -213,5 +239,32 @@ func TestWebStopClosesListener(t *testing.T) {
 	if resp, err := http.Get(base + "/healthz"); err == nil {
 		resp.Body.Close()
 		t.Fatal("server still answers after Stop")
+	}
+}
+
+func TestWebMountsAPIWithItsConfig(t *testing.T) {
+	_, _, base := webServer(t, dashboards.WebConfig{API: api.Config{MaxPayloadBytes: 10, AllowPrivateTargets: true}})
+	post := func(path, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, base+path, strings.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(raw)
+	}
+	status, body := post("/api/v1/repeaters", `{"domain":"acme","url":"http://127.0.0.1:1/hook"}`)
+	if status != http.StatusCreated {
+		t.Fatalf("a private target with AllowPrivateTargets: %d %s", status, body)
+	}
+	var rep struct{ ID int64 }
+	if err := json.Unmarshal([]byte(body), &rep); err != nil {
+		t.Fatal(err)
+	}
+	status, body = post("/api/v1/records", fmt.Sprintf(`{"repeater_id":%d,"payload":"eleven bytes"}`, rep.ID))
+	if status != http.StatusRequestEntityTooLarge {
+		t.Errorf("a payload over MaxPayloadBytes 10: %d %s, want 413", status, body)
 	}
 }

@@ -76,15 +76,18 @@ func webhookKey(secret string) []byte {
 
 // reservedHeaders are set by the Sender alone: a repeater's own header must
 // not forge the signature, change the id receivers deduplicate on, or
-// mislabel the body.
+// mislabel the body; nor frame the request, which net/http does from the
+// request itself (host, length, encoding, connection).
 var reservedHeaders = map[string]bool{
 	http.CanonicalHeaderKey(HeaderWebhookID):        true,
 	http.CanonicalHeaderKey(HeaderWebhookTimestamp): true,
 	http.CanonicalHeaderKey(HeaderWebhookSignature): true,
 	"Content-Type": true,
 	"User-Agent":   true,
+	"Host":         true, "Content-Length": true, "Transfer-Encoding": true,
+	"Connection": true, "Te": true, "Trailer": true, "Upgrade": true,
 }
 
 // IsReservedHeader reports whether name (any case) is a header only the
-// Sender sets; the API refuses it in a repeater's headers.
+// Sender (or net/http) sets; the API refuses it in a repeater's headers.
 func IsReservedHeader(name string) bool { return reservedHeaders[http.CanonicalHeaderKey(name)] }

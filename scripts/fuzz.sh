@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs every Go fuzz target briefly (FUZZTIME each, default 5s): the parsers
-# of Retry-After, URLs and the SSRF guard, payloads, cursors and flag names.
+# Runs every Go fuzz target briefly (FUZZTIME each, default 5s), found by
+# name in the *_test.go files wherever they live: Retry-After and the SSRF
+# guard (repeaters/), the API's cursors and JSON depth scan (dashboards/api/),
+# domain and flag names and the truncator (store/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fuzztime=${FUZZTIME:-5s}

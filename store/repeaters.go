@@ -1,24 +1,37 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"math"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
 )
 
-// RepeaterDefaults fills zero fields of a new repeater.
+// Defaults of a new repeater's zero fields.
+const (
+	DefaultRequestMethod = "POST"
+	DefaultMaxAttempts   = 6
+	DefaultTimeoutMS     = 30000
+)
+
+// Repeater limits: bounds no legitimate configuration comes near, which keep
+// rows and requests small.
+const (
+	maxHeaders      = 50
+	maxHeaderName   = 256
+	maxHeaderValue  = 8192
+	maxBackoffCodes = 100
+)
+
+// withDefaults fills zero fields of a repeater before it is saved.
 func (r *Repeater) withDefaults() {
-	if r.RequestMethod == "" {
-		r.RequestMethod = "POST"
-	}
-	if r.MaxAttempts == 0 {
-		r.MaxAttempts = 6
-	}
-	if r.TimeoutMS == 0 {
-		r.TimeoutMS = 30000
-	}
+	r.RequestMethod = cmp.Or(r.RequestMethod, DefaultRequestMethod)
+	r.MaxAttempts = cmp.Or(r.MaxAttempts, DefaultMaxAttempts)
+	r.TimeoutMS = cmp.Or(r.TimeoutMS, DefaultTimeoutMS)
 	if r.Headers == nil {
 		r.Headers = map[string]string{}
 	}
@@ -27,29 +40,109 @@ func (r *Repeater) withDefaults() {
 	}
 }
 
-func (r *Repeater) validate() error {
-	switch {
-	case r.Domain == "":
-		return Errorf(EINVALID, "repeater: domain is required")
-	case r.URL == "":
-		return Errorf(EINVALID, "repeater: url is required")
-	case r.RequestMethod != "POST" && r.RequestMethod != "PUT" && r.RequestMethod != "PATCH":
-		return Errorf(EINVALID, "repeater: request_method must be POST, PUT or PATCH")
-	case r.MaxWorkers < 0, r.RateBurst < 0, r.RateLimitPerS < 0:
-		return Errorf(EINVALID, "repeater: max_workers, rate_limit_per_s and rate_burst must not be negative")
-	case r.MaxAttempts < 1:
-		return Errorf(EINVALID, "repeater: max_attempts must be at least 1")
-	case r.TimeoutMS < 1:
-		return Errorf(EINVALID, "repeater: timeout_ms must be positive")
+// Validate is the one home of a repeater's field rules, run by
+// CreateRepeater and UpdateRepeater on every field (defaults filled): text
+// the database cannot hold, an unknown method, numbers out of range, header
+// names and values net/http would refuse to send, backoff codes that are not
+// HTTP statuses. What depends on the sender's policy, the URL's target (SSRF)
+// and the headers only the sender sets, is the repeaters package's to judge.
+func (r *Repeater) Validate() error {
+	for _, check := range []func() error{r.validateText, r.validateNumbers, r.validateHeaders, r.validateBackoffCodes} {
+		if err := check(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// CreateRepeater inserts r and fills its ID and timestamps. URL safety is the
-// caller's to check (the sender owns that policy).
+func (r *Repeater) validateText() error {
+	if err := ValidateDomain(r.Domain); err != nil {
+		return err
+	}
+	if r.URL == "" {
+		return Errorf(EINVALID, "url is required")
+	}
+	for _, f := range []struct {
+		name, v string
+		max     int
+	}{{"name", r.Name, MaxNameLen}, {"url", r.URL, MaxURLLen}, {"signing_secret", r.SigningSecret, MaxSecretLen}} {
+		if err := ValidateText(f.name, f.v, f.max); err != nil {
+			return err
+		}
+	}
+	if r.RequestMethod != "POST" && r.RequestMethod != "PUT" && r.RequestMethod != "PATCH" {
+		return Errorf(EINVALID, "request_method must be POST, PUT or PATCH")
+	}
+	return nil
+}
+
+func (r *Repeater) validateNumbers() error {
+	for _, f := range []struct {
+		name   string
+		v, min int
+	}{{"max_workers", r.MaxWorkers, 0}, {"rate_burst", r.RateBurst, 0}, {"max_attempts", r.MaxAttempts, 1}, {"timeout_ms", r.TimeoutMS, 1}} {
+		if f.v < f.min || f.v > math.MaxInt32 {
+			return Errorf(EINVALID, "%s must be from %d to %d", f.name, f.min, math.MaxInt32)
+		}
+	}
+	if r.RateLimitPerS < 0 || math.IsNaN(r.RateLimitPerS) || math.IsInf(r.RateLimitPerS, 0) {
+		return Errorf(EINVALID, "rate_limit_per_s must be a number, 0 or more")
+	}
+	return nil
+}
+
+func (r *Repeater) validateHeaders() error {
+	if len(r.Headers) > maxHeaders {
+		return Errorf(EINVALID, "at most %d headers", maxHeaders)
+	}
+	for k, v := range r.Headers {
+		switch {
+		case !isHeaderToken(k):
+			return Errorf(EINVALID, "header name %q is not a valid HTTP token", k)
+		case len(v) > maxHeaderValue || strings.ContainsFunc(v, isControlInValue):
+			return Errorf(EINVALID, "header %s has an invalid value (control characters or over 8 KiB)", k)
+		}
+	}
+	return nil
+}
+
+// isControlInValue reports a character a header value must not carry: a
+// control other than tab, which would let a value end the header (CRLF).
+func isControlInValue(c rune) bool { return c < 0x20 && c != '\t' || c == 0x7f }
+
+// isHeaderToken reports whether s is an RFC 9110 token.
+func isHeaderToken(s string) bool {
+	if s == "" || len(s) > maxHeaderName {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+func (r *Repeater) validateBackoffCodes() error {
+	if len(r.BackoffCodes) > maxBackoffCodes {
+		return Errorf(EINVALID, "at most %d backoff_codes", maxBackoffCodes)
+	}
+	for _, c := range r.BackoffCodes {
+		if c < 100 || c > 599 {
+			return Errorf(EINVALID, "backoff_codes must be HTTP status codes (100-599), not %d", c)
+		}
+	}
+	return nil
+}
+
+// CreateRepeater fills r's defaults, validates it (Validate), inserts it and
+// fills its ID and timestamps. URL safety is the caller's to check
+// (repeaters.ValidateURL: the sender owns that policy).
 func (s *Store) CreateRepeater(ctx context.Context, r *Repeater) error {
 	r.withDefaults()
-	if err := r.validate(); err != nil {
+	if err := r.Validate(); err != nil {
 		return err
 	}
 	return s.gorm.WithContext(ctx).Omit("NextAttemptAt", "LastAttemptAt", "PendingBatch", "PendingSummary").Create(r).Error
@@ -89,11 +182,11 @@ func (s *Store) ListRepeaters(ctx context.Context, p ListRepeatersParams) ([]Rep
 	return out, q.Limit(p.Limit).Find(&out).Error
 }
 
-// UpdateRepeater saves r's settings (not its backoff state). Deleted
-// repeaters cannot be changed.
+// UpdateRepeater validates r (Validate) and saves its settings (not its
+// backoff state). Deleted repeaters cannot be changed.
 func (s *Store) UpdateRepeater(ctx context.Context, r *Repeater) error {
 	r.withDefaults()
-	if err := r.validate(); err != nil {
+	if err := r.Validate(); err != nil {
 		return err
 	}
 	res := s.gorm.WithContext(ctx).Model(r).Where("NOT is_deleted").

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"repeaterd/dashboards"
+	"repeaterd/dashboards/metrics"
 	"repeaterd/repeaters"
 	"repeaterd/repeaters/lifecycle"
 	"repeaterd/tasks"
@@ -31,12 +32,12 @@ func collectorsOf(services []lifecycle.Service) []prometheus.Collector {
 // queue-backed gauges are exported only by the process serving the web role,
 // so a fleet of workers does not multiply those queries.
 func newMetricsRegistry(eng *tasks.Engine, services []lifecycle.Service, withDB bool) (*prometheus.Registry, error) {
-	cfg := dashboards.MetricsConfig{Collectors: collectorsOf(services)}
+	cfg := metrics.Config{Collectors: collectorsOf(services)}
 	if withDB {
 		cfg.Store = eng.Store
 		cfg.Inspector = asynq.NewInspectorFromRedisClient(eng.Redis)
 	}
-	return dashboards.NewRegistry(cfg)
+	return metrics.NewRegistry(cfg)
 }
 
 // serveMetrics puts this process's metrics on the web role's /metrics, with
@@ -56,10 +57,10 @@ func serveMetrics(o runOptions, eng *tasks.Engine, services *[]lifecycle.Service
 		return err
 	}
 	if web != nil {
-		web.SetMetricsHandler(dashboards.Handler(reg))
+		web.SetMetricsHandler(metrics.Handler(reg))
 		return nil
 	}
-	*services = append(*services, &metricsServer{addr: o.metricsAddr, handler: dashboards.Handler(reg)})
+	*services = append(*services, &metricsServer{addr: o.metricsAddr, handler: metrics.Handler(reg)})
 	return nil
 }
 

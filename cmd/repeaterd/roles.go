@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"repeaterd/dashboards"
+	"repeaterd/dashboards/api"
 	"repeaterd/dashboards/auth"
 	"repeaterd/dashboards/console"
 	"repeaterd/dashboards/walstats"
@@ -29,10 +30,12 @@ func dashboardRoles(o runOptions) map[string]tasks.RoleBuilder {
 				return nil, err
 			}
 			return dashboards.NewWeb(dashboards.WebConfig{
-				Addr:                o.httpAddr,
-				APIToken:            o.apiToken,
-				MaxPayloadBytes:     o.maxPayloadBytes,
-				AllowPrivateTargets: eng.Config().Sender.AllowPrivateTargets,
+				Addr:     o.httpAddr,
+				APIToken: o.apiToken,
+				API: api.Config{
+					MaxPayloadBytes:     o.maxPayloadBytes,
+					AllowPrivateTargets: eng.Config().Sender.AllowPrivateTargets,
+				},
 			}, eng.Store, eng.Redis, dashboards.WithLogger(eng.Logger), dashboards.WithPage(page))
 		},
 	}

@@ -4,18 +4,12 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"repeaterd/store"
 )
 
 // maxFlagForm bounds the switch's form body (a token and a boolean).
 const maxFlagForm = 8 << 10
-
-// maxDomainLen is the longest domain the switch accepts, as the API.
-const maxDomainLen = 255
 
 // flagAction is the path the switch of domain's flag posts to.
 func flagAction(domain, flag string) string {
@@ -37,7 +31,7 @@ func (c *Console) setFlag(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	domain, flag := r.PathValue("domain"), r.PathValue("flag")
-	if err := validateFlagPath(domain, flag); err != nil {
+	if err := store.ValidateDomainFlag(domain, flag); err != nil {
 		c.writeError(w, http.StatusUnprocessableEntity, err.Error())
 		return
 	}
@@ -58,16 +52,4 @@ func (c *Console) setFlag(w http.ResponseWriter, r *http.Request) {
 	c.cfg.Logger.Info("console: flag set", "domain", domain, "flag", flag, "enabled", enabled,
 		"remote", r.RemoteAddr)
 	http.Redirect(w, r, "/", http.StatusSeeOther)
-}
-
-// validateFlagPath refuses what PUT /api/v1/domains/{domain}/flags/{flag}
-// refuses: an unknown flag, or a domain that is empty, too long, not UTF-8
-// or holds control characters (the store takes any text).
-func validateFlagPath(domain, flag string) error {
-	if domain == "" || len(domain) > maxDomainLen || !utf8.ValidString(domain) ||
-		strings.ContainsFunc(domain, unicode.IsControl) {
-		return store.Errorf(store.EINVALID, "the domain must be 1 to %d bytes of UTF-8 without control characters",
-			maxDomainLen)
-	}
-	return store.ValidateFlag(flag)
 }

@@ -1,12 +1,8 @@
-package dashboards
+package api
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
-	"mime"
 	"net/http"
 	"strings"
 
@@ -40,54 +36,6 @@ func viewRecords(recs []store.RepeatRecord) []recordView {
 	return out
 }
 
-// payloadInput is the payload part of a record or event body: exactly one
-// of payload (any JSON value, sent as its bytes) and payload_base64 (any
-// bytes).
-type payloadInput struct {
-	Payload       json.RawMessage `json:"payload"`
-	PayloadBase64 *string         `json:"payload_base64"`
-	ContentType   string          `json:"content_type"`
-}
-
-// body validates the payload and returns its bytes and content type.
-func (p *payloadInput) body(limit int64) (body []byte, contentType string, err error) {
-	hasJSON := len(p.Payload) > 0 && !bytes.Equal(p.Payload, []byte("null"))
-	switch {
-	case hasJSON && p.PayloadBase64 != nil:
-		return nil, "", store.Errorf(store.EINVALID, "send payload or payload_base64, not both")
-	case hasJSON:
-		body, contentType = p.Payload, "application/json"
-	case p.PayloadBase64 != nil:
-		if body, err = base64.StdEncoding.DecodeString(*p.PayloadBase64); err != nil {
-			return nil, "", store.Errorf(store.EINVALID, "payload_base64 is not valid base64 (standard alphabet, padded)")
-		}
-		contentType = "application/octet-stream"
-	default:
-		return nil, "", store.Errorf(store.EINVALID, "payload or payload_base64 is required")
-	}
-	if int64(len(body)) > limit {
-		return nil, "", store.Errorf(codeTooLarge, "payload is %d bytes; the limit is %d", len(body), limit)
-	}
-	if p.ContentType != "" {
-		if err := validateContentType(p.ContentType); err != nil {
-			return nil, "", err
-		}
-		contentType = p.ContentType
-	}
-	return body, contentType, nil
-}
-
-// validateContentType accepts a media type net/http can send as a header.
-func validateContentType(ct string) error {
-	if err := validateText("content_type", ct, 255); err != nil {
-		return err
-	}
-	if _, _, err := mime.ParseMediaType(ct); err != nil {
-		return store.Errorf(store.EINVALID, "content_type %q is not a media type: %v", ct, err)
-	}
-	return nil
-}
-
 // recordInput is the body of POST /api/v1/records.
 type recordInput struct {
 	payloadInput
@@ -97,7 +45,7 @@ type recordInput struct {
 
 // createRecord is POST /api/v1/records: 201 with a new record, or 200 with
 // the record an earlier request with the same idempotency key made.
-func (a *api) createRecord(w http.ResponseWriter, r *http.Request) error {
+func (a *API) createRecord(w http.ResponseWriter, r *http.Request) error {
 	var in recordInput
 	if err := a.decodeJSON(w, r, &in); err != nil {
 		return err
@@ -105,7 +53,7 @@ func (a *api) createRecord(w http.ResponseWriter, r *http.Request) error {
 	if in.RepeaterID < 1 {
 		return store.Errorf(store.EINVALID, "repeater_id is required (a positive integer)")
 	}
-	if err := validateText("idempotency_key", in.IdempotencyKey, maxKeyLen); err != nil {
+	if err := store.ValidateText("idempotency_key", in.IdempotencyKey, maxKeyLen); err != nil {
 		return err
 	}
 	body, ct, err := in.body(a.cfg.MaxPayloadBytes)
@@ -123,15 +71,15 @@ func (a *api) createRecord(w http.ResponseWriter, r *http.Request) error {
 		status = http.StatusCreated
 		w.Header().Set("Location", fmt.Sprintf("/api/v1/records/%d", rec.ID))
 	}
-	writeJSON(w, status, viewRecord(rec))
+	WriteJSON(w, status, viewRecord(rec))
 	return nil
 }
 
 // createEvent is POST /api/v1/domains/{domain}/events: one payload, one
 // record per active repeater of the domain, all in one transaction.
-func (a *api) createEvent(w http.ResponseWriter, r *http.Request) error {
+func (a *API) createEvent(w http.ResponseWriter, r *http.Request) error {
 	domain := r.PathValue("domain")
-	if err := validateDomain(domain); err != nil {
+	if err := store.ValidateDomain(domain); err != nil {
 		return err
 	}
 	var in payloadInput
@@ -146,12 +94,12 @@ func (a *api) createEvent(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"records": viewRecords(recs)})
+	WriteJSON(w, http.StatusCreated, map[string]any{"records": viewRecords(recs)})
 	return nil
 }
 
 // getRecord is GET /api/v1/records/{id}, with its attempts oldest first.
-func (a *api) getRecord(w http.ResponseWriter, r *http.Request) error {
+func (a *API) getRecord(w http.ResponseWriter, r *http.Request) error {
 	id, err := pathID(r)
 	if err != nil {
 		return err
@@ -165,12 +113,12 @@ func (a *api) getRecord(w http.ResponseWriter, r *http.Request) error {
 	for i, at := range attempts {
 		v.Attempts[i] = attemptView{Attempt: at, State: at.State.String(), StateCode: at.State}
 	}
-	writeJSON(w, http.StatusOK, v)
+	WriteJSON(w, http.StatusOK, v)
 	return nil
 }
 
 // listRecords is GET /api/v1/records?repeater_id=&domain=&state=&cursor=&limit=.
-func (a *api) listRecords(w http.ResponseWriter, r *http.Request) error {
+func (a *API) listRecords(w http.ResponseWriter, r *http.Request) error {
 	p, err := recordsQuery(r)
 	if err != nil {
 		return err
@@ -183,7 +131,7 @@ func (a *api) listRecords(w http.ResponseWriter, r *http.Request) error {
 	if len(recs) > 0 {
 		last = recs[len(recs)-1].ID
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"records": viewRecords(recs), "next_cursor": nextCursor(len(recs), p.Limit, last)})
+	WriteJSON(w, http.StatusOK, map[string]any{"records": viewRecords(recs), "next_cursor": nextCursor(len(recs), p.Limit, last)})
 	return nil
 }
 
@@ -194,10 +142,8 @@ func recordsQuery(r *http.Request) (store.ListRecordsParams, error) {
 	if p.RepeaterID, err = queryID(r, "repeater_id"); err != nil {
 		return p, err
 	}
-	if p.Domain = q.Get("domain"); p.Domain != "" {
-		if err := validateDomain(p.Domain); err != nil {
-			return p, err
-		}
+	if p.Domain, err = queryDomain(r); err != nil {
+		return p, err
 	}
 	if s := q.Get("state"); s != "" {
 		if p.State, err = store.ParseState(s); err != nil {
@@ -213,17 +159,17 @@ func recordsQuery(r *http.Request) (store.ListRecordsParams, error) {
 
 // requeueRecord is POST /api/v1/records/{id}/requeue: ready again now, and
 // a finished record gets another max_attempts tries.
-func (a *api) requeueRecord(w http.ResponseWriter, r *http.Request) error {
+func (a *API) requeueRecord(w http.ResponseWriter, r *http.Request) error {
 	return a.changeRecord(w, r, a.st.RequeueRecord)
 }
 
 // cancelRecord is POST /api/v1/records/{id}/cancel; only a ready record can
 // be cancelled (409 otherwise).
-func (a *api) cancelRecord(w http.ResponseWriter, r *http.Request) error {
+func (a *API) cancelRecord(w http.ResponseWriter, r *http.Request) error {
 	return a.changeRecord(w, r, a.st.CancelRecord)
 }
 
-func (a *api) changeRecord(w http.ResponseWriter, r *http.Request,
+func (a *API) changeRecord(w http.ResponseWriter, r *http.Request,
 	change func(ctx context.Context, id int64) (*store.RepeatRecord, error)) error {
 	id, err := pathID(r)
 	if err != nil {
@@ -233,7 +179,7 @@ func (a *api) changeRecord(w http.ResponseWriter, r *http.Request,
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, viewRecord(rec))
+	WriteJSON(w, http.StatusOK, viewRecord(rec))
 	return nil
 }
 

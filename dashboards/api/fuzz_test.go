@@ -1,9 +1,8 @@
-package dashboards
+package api
 
 import (
 	"encoding/json"
 	"math"
-	"slices"
 	"strings"
 	"testing"
 
@@ -40,31 +39,6 @@ func TestCursorRoundTrip(t *testing.T) {
 			t.Errorf("decodeCursor(%q) accepted a cursor encodeCursor never makes", bad)
 		}
 	}
-}
-
-func FuzzValidateFlagPath(f *testing.F) {
-	f.Add("acme", store.FlagProcessRepeaters)
-	f.Add("acme", "go_faster")
-	f.Add("", store.FlagProcessRepeaters)
-	f.Add("a\x00b", store.FlagProcessRepeaters)
-	f.Add("acme", "process_repeaters\x00")
-	f.Add("acme", "PROCESS_REPEATERS")
-	f.Add("\xff", "")
-	f.Fuzz(func(t *testing.T, domain, flag string) {
-		err := validateFlagPath(domain, flag)
-		if err == nil {
-			if !slices.Contains(store.KnownFlags, flag) || validateDomain(domain) != nil {
-				t.Fatalf("accepted domain %q flag %q", domain, flag)
-			}
-			return
-		}
-		if store.ErrorCode(err) != store.EINVALID || err.Error() == "" {
-			t.Fatalf("domain %q flag %q: error %v is not a clear EINVALID", domain, flag, err)
-		}
-		if validateDomain(domain) == nil && !strings.Contains(err.Error(), "unknown flag") {
-			t.Fatalf("flag %q: error %q does not say the flag is unknown", flag, err)
-		}
-	})
 }
 
 // FuzzJSONDepth checks the pre-decoder depth scan against the decoder's own

@@ -1,4 +1,4 @@
-package dashboards_test
+package metrics_test
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"repeaterd/dashboards"
+	"repeaterd/dashboards/metrics"
 	"repeaterd/store"
 	"repeaterd/store/storetest"
 )
@@ -58,7 +58,7 @@ func violationGauges(t *testing.T, g prometheus.Gatherer) map[string]float64 {
 	t.Helper()
 	out := map[string]float64{}
 	for k, v := range scrape(t, g) {
-		if check, ok := strings.CutPrefix(k, dashboards.MetricInvariantViolations+`{check="`); ok {
+		if check, ok := strings.CutPrefix(k, metrics.InvariantViolations+`{check="`); ok {
 			out[strings.TrimSuffix(check, `"}`)] = v
 		}
 	}
@@ -78,10 +78,12 @@ func assertViolations(t *testing.T, g prometheus.Gatherer, want map[string]float
 	t.Helper()
 	got := violationGauges(t, g)
 	if !maps.Equal(got, want) {
-		t.Fatalf("%s:\n got %v\nwant %v", dashboards.MetricInvariantViolations, got, want)
+		t.Fatalf("%s:\n got %v\nwant %v", metrics.InvariantViolations, got, want)
 	}
 }
 
+// metricsDB is a fresh database and its URL, for the statements that need a
+// session of their own (storetest.Exec).
 type metricsDB struct {
 	t   *testing.T
 	s   *store.Store
@@ -90,40 +92,13 @@ type metricsDB struct {
 
 func newMetricsDB(t *testing.T) *metricsDB {
 	t.Helper()
-	url := storetest.NewDB(t)
-	s, err := store.Open(bg, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	return &metricsDB{t: t, s: s, url: url}
+	s := storetest.NewStore(t)
+	return &metricsDB{t: t, s: s, url: s.Pool().Config().ConnString()}
 }
 
 func (db *metricsDB) exec(sql string, args ...any) {
 	db.t.Helper()
 	storetest.Exec(db.t, db.url, sql, args...)
-}
-
-func (db *metricsDB) repeater(domain string) int64 {
-	db.t.Helper()
-	r := &store.Repeater{Domain: domain, Name: "r", URL: "http://127.0.0.1:1/hook"}
-	if err := db.s.CreateRepeater(bg, r); err != nil {
-		db.t.Fatal(err)
-	}
-	return r.ID
-}
-
-func (db *metricsDB) records(repeaterID int64, n int) []int64 {
-	db.t.Helper()
-	var ids []int64
-	for range n {
-		rec, _, err := db.s.RegisterRecord(bg, store.RegisterParams{RepeaterID: repeaterID, Body: []byte(`{}`)})
-		if err != nil {
-			db.t.Fatal(err)
-		}
-		ids = append(ids, rec.ID)
-	}
-	return ids
 }
 
 func (db *metricsDB) refresh() {
@@ -146,12 +121,13 @@ func (db *metricsDB) syncStats() {
 func TestInvariantsCollectorFollowsTheView(t *testing.T) {
 	db := newMetricsDB(t)
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(dashboards.NewInvariantsCollector(db.s))
+	reg.MustRegister(metrics.NewInvariantsCollector(db.s))
+	dash := func() *store.Repeater { return storetest.Repeater(t, db.s, storetest.RepeaterOpts{Domain: "dash"}) }
 
 	assertViolations(t, reg, wantViolations(nil))
-	firstRefresh := scrape(t, reg)[dashboards.MetricInvariantsLastRefresh]
+	firstRefresh := scrape(t, reg)[metrics.InvariantsLastRefresh]
 	if firstRefresh <= 0 {
-		t.Fatalf("%s = %v before any refresh; the migration populates the view", dashboards.MetricInvariantsLastRefresh, firstRefresh)
+		t.Fatalf("%s = %v before any refresh; the migration populates the view", metrics.InvariantsLastRefresh, firstRefresh)
 	}
 
 	// One repeater per check, each with its own number of bad records.
@@ -162,29 +138,29 @@ func TestInvariantsCollectorFollowsTheView(t *testing.T) {
 	}
 	cases := []violation{
 		{store.CheckReadyOnDeletedRepeater, 3, func() (string, []int64) {
-			id := db.repeater("dash")
-			ids := db.records(id, 3)
-			db.exec(`UPDATE repeaters SET is_deleted = true WHERE id = $1`, id) // behind DeleteRepeater's back
+			r := dash()
+			ids := storetest.Records(t, db.s, r, 3)
+			db.exec(`UPDATE repeaters SET is_deleted = true WHERE id = $1`, r.ID) // behind DeleteRepeater's back
 			return `UPDATE repeat_records SET state = 8 WHERE id = ANY($1)`, ids
 		}},
 		{store.CheckStarvedReadyRecords, 2, func() (string, []int64) {
-			ids := db.records(db.repeater("dash"), 2)
+			ids := storetest.Records(t, db.s, dash(), 2)
 			db.exec(`UPDATE repeat_records SET registered_at = now() - interval '3 days',
 				next_check = now() - interval '3 days' WHERE id = ANY($1)`, ids)
 			return `UPDATE repeat_records SET state = 8 WHERE id = ANY($1)`, ids
 		}},
 		{store.CheckSuccessWithoutAttempt, 1, func() (string, []int64) {
-			ids := db.records(db.repeater("dash"), 1)
+			ids := storetest.Records(t, db.s, dash(), 1)
 			db.exec(`UPDATE repeat_records SET state = 4, attempt_count = 1 WHERE id = ANY($1)`, ids)
 			return `INSERT INTO repeat_record_attempts (record_id, state, status_code) SELECT unnest($1::bigint[]), 4, 200`, ids
 		}},
 		{store.CheckFailPastMaxAttempts, 5, func() (string, []int64) {
-			ids := db.records(db.repeater("dash"), 5)
+			ids := storetest.Records(t, db.s, dash(), 5)
 			db.exec(`UPDATE repeat_records SET state = 2, attempt_count = max_possible_tries WHERE id = ANY($1)`, ids)
 			return `UPDATE repeat_records SET state = 8 WHERE id = ANY($1)`, ids
 		}},
 		{store.CheckDomainMismatch, 6, func() (string, []int64) {
-			id := db.repeater("dash")
+			id := dash().ID
 			// The foreign key forbids it: disable its trigger for this session.
 			db.exec(fmt.Sprintf(`SET session_replication_role = replica;
 				WITH p AS (INSERT INTO payloads (domain, body) VALUES ('other', '') RETURNING id)
@@ -202,13 +178,13 @@ func TestInvariantsCollectorFollowsTheView(t *testing.T) {
 	}
 	// Everything long settled and counted by the consumer, then the
 	// aggregate corrupted by hand: stats_drift.
-	drifted := db.repeater("dash")
-	db.records(drifted, 1)
+	drifted := dash()
+	storetest.Records(t, db.s, drifted, 1)
 	db.exec(`UPDATE repeaters SET updated_at = now() - interval '1 hour'`)
 	db.exec(`UPDATE repeat_records SET registered_at = least(registered_at, now() - interval '1 hour'),
 		next_check = least(next_check, now() - interval '1 hour')`)
 	db.syncStats()
-	db.exec(`UPDATE repeat_record_stats SET count = count + 4 WHERE repeater_id = $1 AND state = 1`, drifted)
+	db.exec(`UPDATE repeat_record_stats SET count = count + 4 WHERE repeater_id = $1 AND state = 1`, drifted.ID)
 	want[store.CheckStatsDrift] = 4
 	if len(want) != len(store.InvariantChecks) {
 		t.Fatalf("the test seeds %d checks of %d", len(want), len(store.InvariantChecks))
@@ -218,7 +194,7 @@ func TestInvariantsCollectorFollowsTheView(t *testing.T) {
 	assertViolations(t, reg, wantViolations(nil))
 	db.refresh()
 	assertViolations(t, reg, wantViolations(want))
-	secondRefresh := scrape(t, reg)[dashboards.MetricInvariantsLastRefresh]
+	secondRefresh := scrape(t, reg)[metrics.InvariantsLastRefresh]
 	if secondRefresh <= firstRefresh {
 		t.Fatalf("last refresh %v did not move past %v", secondRefresh, firstRefresh)
 	}
@@ -257,7 +233,7 @@ func (neverRefreshedReader) LastInvariantsRefresh(context.Context) (time.Time, e
 
 func TestInvariantsCollectorReportsErrorsNotZeros(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(dashboards.NewInvariantsCollector(downReader{}))
+	reg.MustRegister(metrics.NewInvariantsCollector(downReader{}))
 	mfs, err := reg.Gather()
 	if err == nil || !strings.Contains(err.Error(), "database down") {
 		t.Fatalf("gather error = %v, want the read error", err)
@@ -271,8 +247,8 @@ func TestInvariantsCollectorReportsErrorsNotZeros(t *testing.T) {
 	}
 
 	reg = prometheus.NewRegistry()
-	reg.MustRegister(dashboards.NewInvariantsCollector(neverRefreshedReader{}))
-	if v, ok := scrape(t, reg)[dashboards.MetricInvariantsLastRefresh]; !ok || v != 0 {
-		t.Fatalf("never refreshed: %s = %v (present %v), want 0", dashboards.MetricInvariantsLastRefresh, v, ok)
+	reg.MustRegister(metrics.NewInvariantsCollector(neverRefreshedReader{}))
+	if v, ok := scrape(t, reg)[metrics.InvariantsLastRefresh]; !ok || v != 0 {
+		t.Fatalf("never refreshed: %s = %v (present %v), want 0", metrics.InvariantsLastRefresh, v, ok)
 	}
 }

@@ -1,4 +1,4 @@
-package dashboards
+package metrics
 
 import (
 	"context"
@@ -7,15 +7,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Invariant metric names.
+// Names of the invariants' gauges.
 const (
-	MetricInvariantViolations   = "repeaterd_invariant_violations"
-	MetricInvariantsLastRefresh = "repeaterd_invariants_last_refresh_timestamp_seconds"
+	InvariantViolations   = "repeaterd_invariant_violations"
+	InvariantsLastRefresh = "repeaterd_invariants_last_refresh_timestamp_seconds"
 )
-
-// scrapeTimeout bounds each database read a collector makes during a scrape,
-// so a stuck database cannot hold a scrape past Prometheus's own timeout.
-const scrapeTimeout = 5 * time.Second
 
 // InvariantsReader is what InvariantsCollector reads; *store.Store is one.
 // Both methods read the invariant_violations view (and its refresh time),
@@ -42,10 +38,10 @@ type InvariantsCollector struct {
 func NewInvariantsCollector(src InvariantsReader) *InvariantsCollector {
 	return &InvariantsCollector{
 		src: src,
-		violations: prometheus.NewDesc(MetricInvariantViolations,
+		violations: prometheus.NewDesc(InvariantViolations,
 			"Records breaking each consistency invariant, as of the last refresh of the invariant_violations view.",
 			[]string{"check"}, nil),
-		lastRefresh: prometheus.NewDesc(MetricInvariantsLastRefresh,
+		lastRefresh: prometheus.NewDesc(InvariantsLastRefresh,
 			"Unix time of the last refresh of the invariant_violations view.", nil, nil),
 	}
 }

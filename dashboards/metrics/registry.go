@@ -1,9 +1,15 @@
-package dashboards
+// Package metrics builds a process's Prometheus registry and its /metrics
+// handler: the Go and process collectors, the collectors the roles bring
+// (the engine's, the WAL stats consumer's), and the gauges read from the
+// database and Redis at scrape time (the invariants, repeaters in backoff,
+// asynq's queues). Labels never name a domain or a repeater (cardinality):
+// per-tenant numbers live on the web console, not in Prometheus.
+package metrics
 
 import (
-	"context"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/hibiken/asynq"
 	asynqmetrics "github.com/hibiken/asynq/x/metrics"
@@ -14,13 +20,12 @@ import (
 	"repeaterd/store"
 )
 
-// MetricRepeatersInBackoff is the gauge of repeaters waiting out a backoff.
-const MetricRepeatersInBackoff = "repeaterd_repeaters_in_backoff"
+// scrapeTimeout bounds each database read a collector makes during a scrape,
+// so a stuck database cannot hold a scrape past Prometheus's own timeout.
+const scrapeTimeout = 5 * time.Second
 
-// MetricsConfig says what a process's /metrics exports. Labels never name a
-// domain or a repeater (cardinality): per-tenant numbers live on the web
-// dashboard, not in Prometheus.
-type MetricsConfig struct {
+// Config says what a process's /metrics exports.
+type Config struct {
 	// Store, when set, adds the metrics read from Postgres at scrape time:
 	// the invariants (InvariantsCollector) and repeaterd_repeaters_in_backoff.
 	// They describe the database, not the process, so one role per
@@ -34,15 +39,15 @@ type MetricsConfig struct {
 	Inspector *asynq.Inspector
 	// Collectors are registered as they are: the engine's
 	// (repeaters.Collectors()) in the dispatcher and worker roles, the stats
-	// consumer's (walstats.Consumer.Collectors()) in the stats role. Defaults to
-	// none.
+	// consumer's (walstats.Consumer.Collectors()) in the stats role.
+	// Defaults to none.
 	Collectors []prometheus.Collector
 }
 
 // NewRegistry returns a registry holding the Go runtime and process
 // collectors and everything cfg names. Registering two collectors that export
 // the same metric is an error.
-func NewRegistry(cfg MetricsConfig) (*prometheus.Registry, error) {
+func NewRegistry(cfg Config) (*prometheus.Registry, error) {
 	reg := prometheus.NewRegistry()
 	cs := []prometheus.Collector{
 		collectors.NewGoCollector(),
@@ -73,35 +78,4 @@ func Handler(g prometheus.Gatherer) http.Handler {
 		opts.Registry = reg
 	}
 	return promhttp.HandlerFor(g, opts)
-}
-
-// backoffCounter is what the repeaters-in-backoff gauge reads; *store.Store
-// is one.
-type backoffCounter interface {
-	RepeatersInBackoff(ctx context.Context) (int64, error)
-}
-
-// repeatersInBackoffCollector exports repeaterd_repeaters_in_backoff, counted
-// at scrape time on a partial index, so it is never stale.
-type repeatersInBackoffCollector struct {
-	src  backoffCounter
-	desc *prometheus.Desc
-}
-
-func newRepeatersInBackoffCollector(src backoffCounter) *repeatersInBackoffCollector {
-	return &repeatersInBackoffCollector{src: src, desc: prometheus.NewDesc(MetricRepeatersInBackoff,
-		"Repeaters, neither deleted nor paused, backed off until a future time.", nil, nil)}
-}
-
-func (c *repeatersInBackoffCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
-
-func (c *repeatersInBackoffCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
-	defer cancel()
-	n, err := c.src.RepeatersInBackoff(ctx)
-	if err != nil {
-		ch <- prometheus.NewInvalidMetric(c.desc, err)
-		return
-	}
-	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n))
 }

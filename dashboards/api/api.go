@@ -1,0 +1,126 @@
+// Package api is the REST API under /api/v1/: the product's write path
+// (repeaters, records, fan-out events, domain flags) and its JSON reads
+// (stats, invariants).
+//
+// Every error is {"error":{"code":"...","message":"..."}}, its status given
+// by the code (statusByCode, the one table); internal errors are logged, not
+// sent. Field rules of a repeater are the store's (store.Repeater); the API
+// adds what only a caller facing the outside checks: the SSRF policy on
+// target URLs (repeaters.ValidateURL) and the headers only the sender sets
+// (repeaters.IsReservedHeader). The web role (dashboards.Web) mounts the API
+// behind the operator token.
+package api
+
+import (
+	"cmp"
+	"errors"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+
+	"repeaterd/store"
+)
+
+// DefaultMaxPayloadBytes is the default largest payload of a record.
+const DefaultMaxPayloadBytes = 1 << 20
+
+// Config configures the API.
+type Config struct {
+	// MaxPayloadBytes is the largest payload a record may carry (after
+	// base64 decoding); larger ones get 413. Defaults to
+	// DefaultMaxPayloadBytes (1 MiB).
+	MaxPayloadBytes int64
+	// AllowPrivateTargets lets repeater URLs name loopback and private
+	// addresses. Defaults to false.
+	AllowPrivateTargets bool
+	// Logger logs internal errors (their details are not sent). Defaults to
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// WithDefaults returns c with its zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	c.MaxPayloadBytes = cmp.Or(c.MaxPayloadBytes, DefaultMaxPayloadBytes)
+	c.Logger = cmp.Or(c.Logger, slog.Default())
+	return c
+}
+
+func (c Config) validate() error {
+	if c.MaxPayloadBytes < 0 {
+		return errors.New("api: MaxPayloadBytes must not be negative")
+	}
+	return nil
+}
+
+// API serves /api/v1/. It is an http.Handler; a panic in a route is
+// answered as a logged 500.
+type API struct {
+	cfg     Config
+	st      *store.Store
+	mux     *http.ServeMux
+	handler http.Handler
+}
+
+// handler is a route's handler; a returned error is written by its code.
+type handler func(w http.ResponseWriter, r *http.Request) error
+
+// New returns the API over st.
+func New(cfg Config, st *store.Store) (*API, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	a := &API{cfg: cfg, st: st, mux: http.NewServeMux()}
+	a.routes()
+	a.handler = recoverJSON(cfg.Logger, a.mux)
+	return a, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.handler.ServeHTTP(w, r) }
+
+func (a *API) routes() {
+	a.route("/api/v1/repeaters", map[string]handler{"GET": a.listRepeaters, "POST": a.createRepeater})
+	a.route("/api/v1/repeaters/{id}", map[string]handler{
+		"GET": a.getRepeater, "PATCH": a.patchRepeater, "DELETE": a.deleteRepeater,
+	})
+	a.route("/api/v1/repeaters/{id}/pause", map[string]handler{"POST": a.pauseRepeater(true)})
+	a.route("/api/v1/repeaters/{id}/resume", map[string]handler{"POST": a.pauseRepeater(false)})
+	a.route("/api/v1/records", map[string]handler{"GET": a.listRecords, "POST": a.createRecord})
+	a.route("/api/v1/records/{id}", map[string]handler{"GET": a.getRecord})
+	a.route("/api/v1/records/{id}/requeue", map[string]handler{"POST": a.requeueRecord})
+	a.route("/api/v1/records/{id}/cancel", map[string]handler{"POST": a.cancelRecord})
+	a.route("/api/v1/domains/{domain}/events", map[string]handler{"POST": a.createEvent})
+	a.route("/api/v1/domains/{domain}/flags", map[string]handler{"GET": a.listFlags})
+	a.route("/api/v1/domains/{domain}/flags/{flag}", map[string]handler{"PUT": a.setFlag})
+	a.route("/api/v1/stats", map[string]handler{"GET": a.stats})
+	a.route("/api/v1/invariants", map[string]handler{"GET": a.invariants})
+	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		a.writeError(w, r, store.Errorf(store.ENOTFOUND, "no API route %s %s", r.Method, r.URL.Path))
+	})
+}
+
+// route registers one handler per method on path, and a JSON 405 naming
+// the allowed methods for any other (the mux's own 405 is plain text).
+func (a *API) route(path string, handlers map[string]handler) {
+	var allowed []string
+	for method, h := range handlers {
+		allowed = append(allowed, method)
+		a.mux.HandleFunc(method+" "+path, func(w http.ResponseWriter, r *http.Request) {
+			if err := h(w, r); err != nil {
+				a.writeError(w, r, err)
+			}
+		})
+	}
+	slices.Sort(allowed)
+	allow := strings.Join(allowed, ", ")
+	a.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		a.writeError(w, r, store.Errorf(codeMethodNotAllowed, "%s is not allowed here (allowed: %s)", r.Method, allow))
+	})
+}
+
+func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	WriteError(w, r, a.cfg.Logger, err)
+}
