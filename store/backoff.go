@@ -62,7 +62,7 @@ func (s *Store) ListRepeatersInBackoff(ctx context.Context, p RepeatersInBackoff
 		LEFT JOIN LATERAL (
 			SELECT a.* FROM repeat_record_attempts a
 			WHERE a.record_id = (SELECT rr.id FROM repeat_records rr
-				WHERE rr.repeater_id = r.id AND rr.state IN (1, 2)
+				WHERE rr.repeater_id = r.id AND rr.`+sqlReady+`
 				ORDER BY rr.registered_at, rr.id LIMIT 1)
 			ORDER BY a.id DESC LIMIT 1
 		) a ON true

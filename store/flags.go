@@ -36,11 +36,8 @@ func (s *Store) DomainFlagEnabled(ctx context.Context, domain, flag string) (boo
 
 // SetDomainFlag turns a domain's flag on or off.
 func (s *Store) SetDomainFlag(ctx context.Context, domain, flag string, enabled bool) error {
-	if err := ValidateFlag(flag); err != nil {
+	if err := ValidateDomainFlag(domain, flag); err != nil {
 		return err
-	}
-	if domain == "" {
-		return Errorf(EINVALID, "domain is required")
 	}
 	return s.gorm.WithContext(ctx).Clauses(clause.OnConflict{
 		Columns:   []clause.Column{{Name: "domain"}, {Name: "flag"}},

@@ -81,8 +81,8 @@ var errKeyRace = errors.New("idempotency key race")
 // FanOut stores one payload and a record for every repeater of the domain
 // that is not deleted. A domain without repeaters writes nothing.
 func (s *Store) FanOut(ctx context.Context, domain, contentType string, body []byte) ([]RepeatRecord, error) {
-	if domain == "" {
-		return nil, Errorf(EINVALID, "domain is required")
+	if err := ValidateDomain(domain); err != nil {
+		return nil, err
 	}
 	var out []RepeatRecord
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {

@@ -212,7 +212,7 @@ func (s *Store) DeleteRepeater(ctx context.Context, id int64) error {
 		if err := s.oneRow(ctx, res, id); err != nil {
 			return err
 		}
-		return tx.Exec(`UPDATE repeat_records SET state = ? WHERE repeater_id = ? AND state IN (1, 2)`,
+		return tx.Exec(`UPDATE repeat_records SET state = ? WHERE repeater_id = ? AND `+sqlReady,
 			StateCancelled, id).Error
 	})
 }
