@@ -46,26 +46,27 @@ const batchTimeout = 15 * time.Minute
 // NewProcessRepeaterTask builds a process_repeater task. Its ID is unique per
 // lock token, so a batch can never be enqueued twice.
 func NewProcessRepeaterTask(b repeaters.Batch) (*asynq.Task, error) {
-	body, err := json.Marshal(b)
-	if err != nil {
-		return nil, err
-	}
-	return asynq.NewTask(TypeProcessRepeater, body,
+	return newJSONTask(TypeProcessRepeater, b,
 		asynq.Queue(QueueRepeaters),
 		asynq.TaskID(fmt.Sprintf("process:%d:%s", b.RepeaterID, b.Token)),
 		asynq.MaxRetry(5),
-		asynq.Timeout(batchTimeout)), nil
+		asynq.Timeout(batchTimeout))
 }
 
 // NewUpdateRepeaterTask builds an update_repeater task, unique per token.
 func NewUpdateRepeaterTask(p UpdateRepeaterPayload) (*asynq.Task, error) {
-	body, err := json.Marshal(p)
-	if err != nil {
-		return nil, err
-	}
-	return asynq.NewTask(TypeUpdateRepeater, body,
+	return newJSONTask(TypeUpdateRepeater, p,
 		asynq.Queue(QueueUpdates),
 		asynq.TaskID(fmt.Sprintf("update:%d:%s", p.RepeaterID, p.Token)),
 		asynq.MaxRetry(20),
-		asynq.Timeout(time.Minute)), nil
+		asynq.Timeout(time.Minute))
+}
+
+// newJSONTask builds a task whose payload is payload as JSON.
+func newJSONTask(typ string, payload any, opts ...asynq.Option) (*asynq.Task, error) {
+	body, err := json.Marshal(payload)
+	if err != nil {
+		return nil, err
+	}
+	return asynq.NewTask(typ, body, opts...), nil
 }

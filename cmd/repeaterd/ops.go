@@ -207,6 +207,17 @@ func redactURL(raw string) string {
 }
 
 func newPauseCmd(use, short string, paused bool) *cobra.Command {
+	return newIDCmd(use, short, func(cmd *cobra.Command, st *store.Store, id int64) error {
+		if err := st.SetPaused(cmd.Context(), id, paused); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "repeater %d %sd\n", id, use)
+		return nil
+	})
+}
+
+// newIDCmd is a command that takes one positive ID and acts on the store.
+func newIDCmd(use, short string, act func(cmd *cobra.Command, st *store.Store, id int64) error) *cobra.Command {
 	return &cobra.Command{
 		Use:   use + " ID",
 		Short: short,
@@ -216,13 +227,7 @@ func newPauseCmd(use, short string, paused bool) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return withStore(cmd, func(st *store.Store) error {
-				if err := st.SetPaused(cmd.Context(), id, paused); err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "repeater %d %sd\n", id, use)
-				return nil
-			})
+			return withStore(cmd, func(st *store.Store) error { return act(cmd, st, id) })
 		},
 	}
 }
@@ -243,26 +248,15 @@ func newRecordsCmd() *cobra.Command {
 type recordChange func(*store.Store, context.Context, int64) (*store.RepeatRecord, error)
 
 func newRecordChangeCmd(use, short string, change recordChange) *cobra.Command {
-	return &cobra.Command{
-		Use:   use + " ID",
-		Short: short,
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseOpsID(args[0])
-			if err != nil {
-				return err
-			}
-			return withStore(cmd, func(st *store.Store) error {
-				rec, err := change(st, cmd.Context(), id)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "record %d: %s, %d of %d tries used\n",
-					rec.ID, rec.State, rec.AttemptCount, rec.MaxPossibleTries)
-				return nil
-			})
-		},
-	}
+	return newIDCmd(use, short, func(cmd *cobra.Command, st *store.Store, id int64) error {
+		rec, err := change(st, cmd.Context(), id)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "record %d: %s, %d of %d tries used\n",
+			rec.ID, rec.State, rec.AttemptCount, rec.MaxPossibleTries)
+		return nil
+	})
 }
 
 func parseOpsID(s string) (int64, error) {
