@@ -14,6 +14,7 @@ import (
 
 	"repeaterd/cmd/repeaterd/internal/bench"
 	"repeaterd/dashboards/walstats"
+	"repeaterd/repeaters/repeatertest"
 	"repeaterd/store"
 	"repeaterd/tasks"
 )
@@ -98,11 +99,11 @@ func benchEngineConfig() (tasks.EngineConfig, []string, error) {
 // newBenchSinkCmd is the benchmarks' HTTP sink, run as a process of its own.
 func newBenchSinkCmd() *cobra.Command {
 	var addr string
-	var cfg bench.SinkConfig
+	var cfg repeatertest.Config
 	var watchStdin bool
 	cmd := &cobra.Command{
 		Use:    "bench-sink",
-		Short:  "HTTP sink for benchmarks: answers at once, counts arrivals per webhook-id",
+		Short:  "HTTP sink for benchmarks (repeatertest's receiver): answers at once, counts arrivals per webhook-id",
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

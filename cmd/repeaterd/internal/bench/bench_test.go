@@ -1,16 +1,15 @@
 package bench
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"encoding/json"
-	"net/http"
-	"net/http/httptest"
+	"io"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"repeaterd/repeaters/repeatertest"
 	"repeaterd/store"
 )
 
@@ -166,163 +165,29 @@ func TestCompareCounts(t *testing.T) {
 	}
 }
 
-func TestSinkBookkeeping(t *testing.T) {
-	s := NewSink(SinkConfig{})
-	now := time.Unix(1000, 0)
-	s.now = func() time.Time { now = now.Add(time.Millisecond); return now }
-	srv := httptest.NewServer(s)
-	defer srv.Close()
-
-	post := func(path, id string) int {
-		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, srv.URL+path, strings.NewReader(`{"x":1}`))
-		if id != "" {
-			req.Header.Set("webhook-id", id)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-
-	// A waiter registered before the arrival is woken with its time.
-	waited := make(chan int64, 1)
-	go func() {
-		at, _ := s.Wait(context.Background(), "msg_1")
-		waited <- at
-	}()
-	for !s.hasWaiter("msg_1") {
-		time.Sleep(time.Millisecond)
-	}
-	if code := post("/a", "msg_1"); code != 200 {
-		t.Fatalf("status %d, want 200", code)
-	}
-	select {
-	case at := <-waited:
-		if at != time.Unix(1000, 0).Add(time.Millisecond).UnixNano() {
-			t.Errorf("waiter got %d", at)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("waiter never woke")
-	}
-	post("/a", "msg_1") // a duplicate keeps the first arrival
-	post("/b", "msg_2")
-	post("/b", "")
-	if code := post("/b?status=503", "msg_3"); code != 503 {
-		t.Errorf("?status=503 answered %d", code)
-	}
-
-	var st SinkStats
-	getJSON(t, srv.URL+"/_sink/stats", &st)
-	if st.Requests != 5 || st.Unique != 3 || st.Duplicates != 1 || st.NoID != 1 || st.ByPath["/a"] != 2 || st.ByPath["/b"] != 3 {
-		t.Fatalf("stats = %+v", st)
-	}
-	body, _ := json.Marshal([]string{"msg_1", "msg_2", "msg_9"})
-	resp, err := http.Post(srv.URL+"/_sink/lookup", "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got map[string]int64
-	json.NewDecoder(resp.Body).Decode(&got)
-	resp.Body.Close()
-	if len(got) != 2 || got["msg_1"] != time.Unix(1000, 0).Add(time.Millisecond).UnixNano() || got["msg_2"] == 0 {
-		t.Fatalf("lookup = %v", got)
-	}
-
-	// An id already there answers at once; one that never comes times out.
-	resp, err = http.Get(srv.URL + "/_sink/wait?id=msg_2&timeout=5s")
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("wait for an arrived id: %v %v", resp.Status, err)
-	}
-	resp.Body.Close()
-	resp, err = http.Get(srv.URL + "/_sink/wait?id=msg_never&timeout=20ms")
-	if err != nil || resp.StatusCode != http.StatusGatewayTimeout {
-		t.Fatalf("wait for a missing id: %v %v", resp.Status, err)
-	}
-	resp.Body.Close()
-
-	// refuse=1 closes the connection without an answer, but counts the request.
-	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/r?refuse=1", strings.NewReader("{}"))
-	req.Header.Set("webhook-id", "msg_4")
-	if resp, err := http.DefaultClient.Do(req); err == nil {
-		resp.Body.Close()
-		t.Fatal("refuse=1 answered")
-	}
-
-	resp, err = http.Post(srv.URL+"/_sink/reset", "application/json", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	getJSON(t, srv.URL+"/_sink/stats", &st)
-	if st.Requests != 0 || st.Unique != 0 {
-		t.Fatalf("after reset: %+v", st)
-	}
-}
-
-func (s *Sink) hasWaiter(id string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.waiters[id]) > 0
-}
-
-func getJSON(t *testing.T, url string, out any) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestServeSinkAnnounces(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	var out syncBuffer
+	defer cancel()
+	out, announce := io.Pipe()
 	done := make(chan error, 1)
-	go func() { done <- ServeSink(ctx, "127.0.0.1:0", SinkConfig{}, 42, &out) }()
+	go func() { done <- ServeSink(ctx, "127.0.0.1:0", repeatertest.Config{}, 42, announce) }()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
 	var a SinkAnnouncement
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		if line := out.String(); strings.HasSuffix(line, "\n") {
-			if err := json.Unmarshal([]byte(line), &a); err != nil {
-				t.Fatal(err)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no announcement")
-		}
-		time.Sleep(5 * time.Millisecond)
+	if err := json.Unmarshal([]byte(line), &a); err != nil {
+		t.Fatal(err)
 	}
 	if a.PID != 42 || !strings.HasPrefix(a.Addr, "127.0.0.1:") {
 		t.Fatalf("announcement %+v", a)
 	}
-	var st SinkStats
-	getJSON(t, "http://"+a.Addr+"/_sink/stats", &st)
+	// The announced address serves the receiver and its control endpoints.
+	if _, err := repeatertest.NewClient("http://" + a.Addr).Stats(ctx); err != nil {
+		t.Fatal(err)
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for one writer and one reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

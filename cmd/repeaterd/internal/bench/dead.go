@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"repeaterd/store"
+	"repeaterd/store/benchdb"
 )
 
 // dead-endpoint: 10 repeaters of one domain, one pointed at a closed port,
@@ -12,29 +15,15 @@ import (
 // costs and how fast the other nine deliver, against a control run with the
 // nine alone. Both paths, production backoff (5m minimum).
 func runDeadEndpoint(ctx context.Context, e *env) error {
-	per, err := e.sizeOf(10_000, 3_000)
-	if err != nil {
-		return err
-	}
-	window := e.durationOf(time.Minute, 25*time.Second)
-	e.notef(sidesNote)
-	e.figure("records_per_repeater", per)
+	per, window := e.size, e.durationOf(time.Minute, 25*time.Second)
 	e.figure("window_s", window.Seconds())
 	e.figure("backoff_min", e.opt.Engine.Backoff.Min.String())
 
-	type phase struct {
-		newPath, withDead bool
-		deadResult
-	}
-	var phases []phase
-	for _, newPath := range []bool{true, false} {
-		for _, withDead := range []bool{true, false} {
-			r, err := e.deadPhase(ctx, newPath, withDead, per, window)
-			if err != nil {
-				return err
-			}
-			phases = append(phases, phase{newPath: newPath, withDead: withDead, deadResult: r})
-		}
+	phases := []deadPhase{{newPath: true, withDead: true}, {newPath: true}, {withDead: true}, {}}
+	if err := eachSide(ctx, e, phases, func(p *deadPhase, st *store.Store, sink *sinkProc) error {
+		return e.runDeadPhase(ctx, p, st, sink, per, window)
+	}); err != nil {
+		return err
 	}
 
 	fmt.Fprintf(e.out, "\n10 repeaters in one domain × %s records, one at a closed port (connection refused); %s window; backoff at production defaults (min %s, doubling, max %s)\n",
@@ -90,7 +79,10 @@ func runDeadEndpoint(ctx context.Context, e *env) error {
 	return nil
 }
 
-type deadResult struct {
+// deadPhase is one run of the dead-endpoint scenario: a path, with or
+// without the dead repeater, and what it measured.
+type deadPhase struct {
+	newPath, withDead bool
 	attempts, records int64
 	batches           int
 	backedOffFor      time.Duration // how long the dead repeater stays backed off, at the window's end
@@ -100,58 +92,43 @@ type deadResult struct {
 	sustained, avg    float64
 }
 
-func (e *env) deadPhase(ctx context.Context, newPath, withDead bool, per int, window time.Duration) (r deadResult, err error) {
-	st, err := e.freshDB(ctx)
-	if err != nil {
-		return r, err
-	}
-	defer st.Close()
-	if err := e.freshRedis(ctx); err != nil {
-		return r, err
-	}
-	sink, err := e.startSink(ctx)
-	if err != nil {
-		return r, err
-	}
-	defer sink.close()
+func (e *env) runDeadPhase(ctx context.Context, r *deadPhase, st *store.Store, sink *sinkProc, per int, window time.Duration) error {
 	deadURL, err := closedPortURL()
 	if err != nil {
-		return r, err
+		return err
 	}
 	nine, err := makeRepeaters(ctx, st, []string{"deadbench"}, 9, func(int) string { return sink.URL("/alive") })
 	if err != nil {
-		return r, err
+		return err
 	}
 	all := nine
 	var deadID int64
-	if withDead {
+	if r.withDead {
 		ids, err := makeRepeaters(ctx, st, []string{"deadbench"}, 1, func(int) string { return deadURL })
 		if err != nil {
-			return r, err
+			return err
 		}
 		deadID = ids[0]
 		all = append(append([]int64{}, nine...), deadID)
 	}
-	if _, err := st.BenchLoadReady(ctx, all, per, benchBodyBytes); err != nil {
-		return r, err
+	if _, err := benchdb.LoadReady(ctx, st.Pool(), all, per, benchBodyBytes); err != nil {
+		return err
 	}
-	label := pathName(newPath)
-	if !withDead {
+	label := pathName(r.newPath)
+	if !r.withDead {
 		label += "/ctl"
 	}
 	began := time.Now()
-	sys, err := e.startSystem(ctx, newPath)
+	sys, err := e.startSystem(ctx, r.newPath)
 	if err != nil {
-		return r, err
+		return err
 	}
 	defer sys.stop()
 	target := int64(9 * per)
-	var samples []Sample
-	drainLimit := window
-	samples, err = e.watch(ctx, label, began, drainLimit, 0,
-		func(ctx context.Context) (int64, error) { return st.BenchCountSuccess(ctx, nine) })
+	samples, err := e.watch(ctx, label, began, window, 0,
+		func(ctx context.Context) (int64, error) { return benchdb.CountSuccess(ctx, st.Pool(), nine) })
 	if err != nil {
-		return r, err
+		return err
 	}
 	// The sampled count only stops at the window; cut the samples at the
 	// drain so the rate is not diluted by idle time.
@@ -170,17 +147,18 @@ func (e *env) deadPhase(ctx context.Context, newPath, withDead bool, per int, wi
 	if last.At > 0 {
 		r.avg = float64(last.Count) / last.At.Seconds()
 	}
-	if withDead {
-		var until *time.Time
-		if r.attempts, r.records, r.batches, until, err = st.BenchRepeaterAttempts(ctx, deadID); err != nil {
-			return r, err
+	if r.withDead {
+		a, err := benchdb.RepeaterAttempts(ctx, st.Pool(), deadID)
+		if err != nil {
+			return err
 		}
-		if until != nil {
-			r.backedOffFor = time.Until(*until)
+		r.attempts, r.records, r.batches = a.Attempts, a.Records, a.BackoffCount
+		if a.NextAttemptAt != nil {
+			r.backedOffFor = time.Until(*a.NextAttemptAt)
 		}
 		e.logf("%s: dead endpoint got %d requests over %d records, backoff_count %d", label, r.attempts, r.records, r.batches)
 	}
-	return r, nil
+	return nil
 }
 
 // closedPortURL returns a loopback URL on a port nothing listens on: it is

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"repeaterd/store"
+	"repeaterd/store/benchdb"
 )
 
 // Shared pieces of the delivery scenarios.
@@ -41,11 +42,21 @@ func domainNames(prefix string, n int) []string {
 func (e *env) loadBacklog(ctx context.Context, st *store.Store, ids []int64, total int) (int64, error) {
 	began := time.Now()
 	per := max(1, total/len(ids))
-	n, err := st.BenchLoadReady(ctx, ids, per, benchBodyBytes)
+	n, err := benchdb.LoadReady(ctx, st.Pool(), ids, per, benchBodyBytes)
 	if err == nil {
 		e.logf("loaded %d records over %d repeaters in %s", n, len(ids), time.Since(began).Round(time.Millisecond))
 	}
 	return n, err
+}
+
+// spreadBacklog creates perDomain repeaters in each of domains, all pointed
+// at url, and registers total records spread evenly over them.
+func (e *env) spreadBacklog(ctx context.Context, st *store.Store, url string, domains []string, perDomain, total int) (int64, error) {
+	ids, err := makeRepeaters(ctx, st, domains, perDomain, func(int) string { return url })
+	if err != nil {
+		return 0, err
+	}
+	return e.loadBacklog(ctx, st, ids, total)
 }
 
 // watch samples count every second from began until it reaches target or

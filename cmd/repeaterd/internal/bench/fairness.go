@@ -7,6 +7,7 @@ import (
 
 	"repeaterd/repeaters"
 	"repeaterd/store"
+	"repeaterd/store/benchdb"
 )
 
 // fairness: one noisy domain holds a large backlog; once it is being
@@ -14,14 +15,9 @@ import (
 // figure is the quiet records' registration → delivery latency (the sink's
 // first arrival of webhook-id msg_<id> minus registered_at), both paths.
 func runFairness(ctx context.Context, e *env) error {
-	noisy, err := e.sizeOf(50_000, 20_000)
-	if err != nil {
-		return err
-	}
+	noisy := e.size
 	const noisyRepeaters, quietDomains, perQuiet = 20, 20, 10
 	limit := e.durationOf(10*time.Minute, 4*time.Minute)
-	e.notef(sidesNote)
-	e.figure("noisy_records", noisy)
 	e.figure("noisy_repeaters", noisyRepeaters)
 	e.figure("quiet_domains", quietDomains)
 	e.figure("quiet_records_per_domain", perQuiet)
@@ -35,122 +31,110 @@ func runFairness(ctx context.Context, e *env) error {
 		quietSpan      time.Duration // from the first quiet registration to the last quiet delivery
 		registerSpan   time.Duration
 		attemptDist    Dist
-		sinkDuplicates int64
+		sinkDuplicates int
 	}
-	var phases []phase
-	for _, newPath := range []bool{true, false} {
-		p := phase{newPath: newPath}
-		err := e.side(ctx, func(st *store.Store, sink *sinkProc) error {
-			noisyIDs, err := makeRepeaters(ctx, st, []string{"noisy"}, noisyRepeaters,
-				func(int) string { return sink.URL("/noisy") })
-			if err != nil {
-				return err
-			}
-			quietIDs, err := makeRepeaters(ctx, st, domainNames("quiet", quietDomains), 1,
-				func(int) string { return sink.URL("/quiet") })
-			if err != nil {
-				return err
-			}
-			if _, err := e.loadBacklog(ctx, st, noisyIDs, noisy); err != nil {
-				return err
-			}
-			began := time.Now()
-			sys, err := e.startSystem(ctx, newPath)
-			if err != nil {
-				return err
-			}
-			defer sys.stop()
-			// Quiet records arrive once the noisy backlog is being delivered.
-			for {
-				ss, err := sink.stats(ctx)
-				if err != nil {
-					return err
-				}
-				if ss.Requests > 0 {
-					break
-				}
-				if time.Since(began) > time.Minute {
-					return fmt.Errorf("%s path delivered nothing in a minute", pathName(newPath))
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
-			time.Sleep(time.Second)
-			if p.noisyAtStart, err = st.BenchCountSuccess(ctx, noisyIDs); err != nil {
-				return err
-			}
-			e.logf("%s: noisy domain delivering (%d done); registering %d quiet records one at a time",
-				pathName(newPath), p.noisyAtStart, quietDomains*perQuiet)
-			regBegan := time.Now()
-			var ids []int64
-			for k := range perQuiet {
-				for _, rid := range quietIDs {
-					rec, _, err := st.RegisterRecord(ctx, store.RegisterParams{RepeaterID: rid,
-						Body: fmt.Appendf(nil, `{"quiet":true,"n":%d}`, k)})
-					if err != nil {
-						return err
-					}
-					ids = append(ids, rec.ID)
-				}
-			}
-			p.registerSpan = time.Since(regBegan)
-			webhookIDs := make([]string, len(ids))
-			for i, id := range ids {
-				webhookIDs[i] = repeaters.WebhookID(id)
-			}
-			var arrived map[string]time.Time
-			for {
-				if arrived, err = sink.lookup(ctx, webhookIDs); err != nil {
-					return err
-				}
-				if len(arrived) == len(ids) || time.Since(began) > limit {
-					break
-				}
-				if done, err := st.BenchCountSuccess(ctx, noisyIDs); err == nil {
-					e.logf("%s: %d/%d quiet delivered; noisy %d/%d", pathName(newPath), len(arrived), len(ids), done, noisy)
-				}
-				time.Sleep(2 * time.Second)
-			}
-			if p.noisyAtEnd, err = st.BenchCountSuccess(ctx, noisyIDs); err != nil {
-				return err
-			}
-			registered, firstAttempt, err := st.BenchRecordTimes(ctx, ids)
-			if err != nil {
-				return err
-			}
-			end := time.Now()
-			var lat, att []time.Duration
-			var lastArrival time.Time
-			for i, id := range ids {
-				at, ok := arrived[webhookIDs[i]]
-				if !ok {
-					p.undelivered++
-					lat = append(lat, end.Sub(registered[id])) // a lower bound
-					continue
-				}
-				lat = append(lat, at.Sub(registered[id]))
-				if at.After(lastArrival) {
-					lastArrival = at
-				}
-				if fa, ok := firstAttempt[id]; ok {
-					att = append(att, fa.Sub(registered[id]))
-				}
-			}
-			p.dist, p.attemptDist = Summarize(lat), Summarize(att)
-			if !lastArrival.IsZero() {
-				p.quietSpan = lastArrival.Sub(regBegan)
-			}
-			ss, err := sink.stats(ctx)
-			if err != nil {
-				return err
-			}
-			p.sinkDuplicates = ss.Duplicates
-			e.logf("%s: quiet p50 %.0fms p99 %.0fms, %d undelivered", pathName(newPath), ms(p.dist.P50), ms(p.dist.P99), p.undelivered)
-			return nil
-		})
+	phases := []phase{{newPath: true}, {newPath: false}}
+	err := eachSide(ctx, e, phases, func(p *phase, st *store.Store, sink *sinkProc) error {
+		noisyIDs, err := makeRepeaters(ctx, st, []string{"noisy"}, noisyRepeaters,
+			func(int) string { return sink.URL("/noisy") })
 		if err != nil {
 			return err
 		}
-		phases = append(phases, p)
+		quietIDs, err := makeRepeaters(ctx, st, domainNames("quiet", quietDomains), 1,
+			func(int) string { return sink.URL("/quiet") })
+		if err != nil {
+			return err
+		}
+		if _, err := e.loadBacklog(ctx, st, noisyIDs, noisy); err != nil {
+			return err
+		}
+		began := time.Now()
+		sys, err := e.startSystem(ctx, p.newPath)
+		if err != nil {
+			return err
+		}
+		defer sys.stop()
+		// Quiet records arrive once the noisy backlog is being delivered.
+		if ok, err := sink.WaitCount(ctx, "/noisy", 1, time.Minute); err != nil {
+			return err
+		} else if !ok {
+			return fmt.Errorf("%s path delivered nothing in a minute", pathName(p.newPath))
+		}
+		time.Sleep(time.Second)
+		if p.noisyAtStart, err = benchdb.CountSuccess(ctx, st.Pool(), noisyIDs); err != nil {
+			return err
+		}
+		e.logf("%s: noisy domain delivering (%d done); registering %d quiet records one at a time",
+			pathName(p.newPath), p.noisyAtStart, quietDomains*perQuiet)
+		regBegan := time.Now()
+		var ids []int64
+		for k := range perQuiet {
+			for _, rid := range quietIDs {
+				rec, _, err := st.RegisterRecord(ctx, store.RegisterParams{RepeaterID: rid,
+					Body: fmt.Appendf(nil, `{"quiet":true,"n":%d}`, k)})
+				if err != nil {
+					return err
+				}
+				ids = append(ids, rec.ID)
+			}
+		}
+		p.registerSpan = time.Since(regBegan)
+		webhookIDs := make([]string, len(ids))
+		for i, id := range ids {
+			webhookIDs[i] = repeaters.WebhookID(id)
+		}
+		var arrived map[string]time.Time
+		for {
+			if arrived, err = sink.Lookup(ctx, webhookIDs); err != nil {
+				return err
+			}
+			if len(arrived) == len(ids) || time.Since(began) > limit {
+				break
+			}
+			if done, err := benchdb.CountSuccess(ctx, st.Pool(), noisyIDs); err == nil {
+				e.logf("%s: %d/%d quiet delivered; noisy %d/%d", pathName(p.newPath), len(arrived), len(ids), done, noisy)
+			}
+			time.Sleep(2 * time.Second)
+		}
+		if p.noisyAtEnd, err = benchdb.CountSuccess(ctx, st.Pool(), noisyIDs); err != nil {
+			return err
+		}
+		registered, firstAttempt, err := benchdb.RecordTimes(ctx, st.Pool(), ids)
+		if err != nil {
+			return err
+		}
+		end := time.Now()
+		var lat, att []time.Duration
+		var lastArrival time.Time
+		for i, id := range ids {
+			at, ok := arrived[webhookIDs[i]]
+			if !ok {
+				p.undelivered++
+				lat = append(lat, end.Sub(registered[id])) // a lower bound
+				continue
+			}
+			lat = append(lat, at.Sub(registered[id]))
+			if at.After(lastArrival) {
+				lastArrival = at
+			}
+			if fa, ok := firstAttempt[id]; ok {
+				att = append(att, fa.Sub(registered[id]))
+			}
+		}
+		p.dist, p.attemptDist = Summarize(lat), Summarize(att)
+		if !lastArrival.IsZero() {
+			p.quietSpan = lastArrival.Sub(regBegan)
+		}
+		ss, err := sink.Stats(ctx)
+		if err != nil {
+			return err
+		}
+		p.sinkDuplicates = ss.Duplicates
+		e.logf("%s: quiet p50 %.0fms p99 %.0fms, %d undelivered", pathName(p.newPath), ms(p.dist.P50), ms(p.dist.P99), p.undelivered)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 
 	fmt.Fprintf(e.out, "\nnoisy domain: %s records on %d repeaters (a backlog, being delivered); then %d quiet domains × %d records registered one at a time (RegisterRecord)\n",

@@ -8,6 +8,7 @@ import (
 
 	"repeaterd/repeaters"
 	"repeaterd/store"
+	"repeaterd/store/benchdb"
 )
 
 // latency: an idle system; records registered one at a time (RegisterRecord,
@@ -23,14 +24,9 @@ import (
 // check_repeaters' interval, gets records at a steady pace instead, since
 // waiting for each would take an interval apiece.
 func runLatency(ctx context.Context, e *env) error {
-	n, err := e.sizeOf(1000, 300)
-	if err != nil {
-		return err
-	}
+	n := e.size
 	legacyN, backToBackN := min(n, 200), max(n/4, 1)
 	const legacyEvery = 100 * time.Millisecond
-	e.notef(sidesNote)
-	e.figure("records_new", n)
 	e.figure("records_new_back_to_back", backToBackN)
 	e.figure("records_legacy", legacyN)
 
@@ -41,120 +37,116 @@ func runLatency(ctx context.Context, e *env) error {
 		arrival, send Dist
 		missed        int
 	}
-	var phases []phase
-	for _, mode := range []string{"idle", "back-to-back", "legacy"} {
-		newPath := mode != "legacy"
-		p := phase{name: mode, newPath: newPath}
-		err := e.side(ctx, func(st *store.Store, sink *sinkProc) error {
-			ids, err := makeRepeaters(ctx, st, []string{"latency"}, 1, func(int) string { return sink.URL("/latency") })
-			if err != nil {
-				return err
-			}
-			rid := ids[0]
-			sys, err := e.startSystem(ctx, newPath)
-			if err != nil {
-				return err
-			}
-			defer sys.stop()
-			register := func(i int) (int64, error) {
-				rec, _, err := st.RegisterRecord(ctx, store.RegisterParams{RepeaterID: rid,
-					Body: fmt.Appendf(nil, `{"latency":true,"n":%d}`, i)})
-				if err != nil {
-					return 0, err
-				}
-				return rec.ID, nil
-			}
-			var recIDs []int64
-			if newPath {
-				count := n
-				if mode == "back-to-back" {
-					count = backToBackN
-				}
-				// Warm up: the dispatcher takes its lease, connections open.
-				for i := range 5 {
-					id, err := register(-i)
-					if err != nil {
-						return err
-					}
-					if _, ok, err := sink.wait(ctx, repeaters.WebhookID(id), 20*time.Second); err != nil || !ok {
-						return fmt.Errorf("warm-up record %d not delivered in 20s (err %v)", id, err)
-					}
-				}
-				for i := range count {
-					if mode == "idle" {
-						if err := waitFor(ctx, 10*time.Second, func() (bool, error) {
-							n, err := sys.eng.Redis.Exists(ctx, repeaters.LockKey(rid)).Result()
-							return n == 0, err
-						}); err != nil {
-							return fmt.Errorf("repeater lock not released: %w", err)
-						}
-						time.Sleep(time.Duration(rand.Int64N(int64(50 * time.Millisecond))))
-					}
-					id, err := register(i)
-					if err != nil {
-						return err
-					}
-					recIDs = append(recIDs, id)
-					if _, ok, err := sink.wait(ctx, repeaters.WebhookID(id), 10*time.Second); err != nil {
-						return err
-					} else if !ok {
-						p.missed++
-					}
-					if (i+1)%100 == 0 {
-						e.logf("%s: %d/%d registered and delivered", mode, i+1, count)
-					}
-				}
-			} else {
-				t := time.NewTicker(legacyEvery)
-				for i := range legacyN {
-					id, err := register(i)
-					if err != nil {
-						t.Stop()
-						return err
-					}
-					recIDs = append(recIDs, id)
-					<-t.C
-				}
-				t.Stop()
-				deadline := time.Now().Add(time.Minute)
-				for _, id := range recIDs {
-					if _, ok, err := sink.wait(ctx, repeaters.WebhookID(id), max(time.Until(deadline), time.Millisecond)); err != nil {
-						return err
-					} else if !ok {
-						p.missed++
-					}
-				}
-			}
-			p.n = len(recIDs)
-			webhookIDs := make([]string, len(recIDs))
-			for i, id := range recIDs {
-				webhookIDs[i] = repeaters.WebhookID(id)
-			}
-			arrived, err := sink.lookup(ctx, webhookIDs)
-			if err != nil {
-				return err
-			}
-			registered, firstAttempt, err := st.BenchRecordTimes(ctx, recIDs)
-			if err != nil {
-				return err
-			}
-			var arr, snd []time.Duration
-			for i, id := range recIDs {
-				if at, ok := arrived[webhookIDs[i]]; ok {
-					arr = append(arr, at.Sub(registered[id]))
-				}
-				if at, ok := firstAttempt[id]; ok {
-					snd = append(snd, at.Sub(registered[id]))
-				}
-			}
-			p.arrival, p.send = Summarize(arr), Summarize(snd)
-			e.logf("%s: arrival p50 %.1fms p99 %.1fms", mode, ms(p.arrival.P50), ms(p.arrival.P99))
-			return nil
-		})
+	phases := []phase{{name: "idle", newPath: true}, {name: "back-to-back", newPath: true}, {name: "legacy"}}
+	err := eachSide(ctx, e, phases, func(p *phase, st *store.Store, sink *sinkProc) error {
+		mode, newPath := p.name, p.newPath
+		ids, err := makeRepeaters(ctx, st, []string{"latency"}, 1, func(int) string { return sink.URL("/latency") })
 		if err != nil {
 			return err
 		}
-		phases = append(phases, p)
+		rid := ids[0]
+		sys, err := e.startSystem(ctx, newPath)
+		if err != nil {
+			return err
+		}
+		defer sys.stop()
+		register := func(i int) (int64, error) {
+			rec, _, err := st.RegisterRecord(ctx, store.RegisterParams{RepeaterID: rid,
+				Body: fmt.Appendf(nil, `{"latency":true,"n":%d}`, i)})
+			if err != nil {
+				return 0, err
+			}
+			return rec.ID, nil
+		}
+		var recIDs []int64
+		if newPath {
+			count := n
+			if mode == "back-to-back" {
+				count = backToBackN
+			}
+			// Warm up: the dispatcher takes its lease, connections open.
+			for i := range 5 {
+				id, err := register(-i)
+				if err != nil {
+					return err
+				}
+				if _, ok, err := sink.Wait(ctx, repeaters.WebhookID(id), 20*time.Second); err != nil || !ok {
+					return fmt.Errorf("warm-up record %d not delivered in 20s (err %v)", id, err)
+				}
+			}
+			for i := range count {
+				if mode == "idle" {
+					if err := waitFor(ctx, 10*time.Second, func() (bool, error) {
+						n, err := sys.eng.Redis.Exists(ctx, repeaters.LockKey(rid)).Result()
+						return n == 0, err
+					}); err != nil {
+						return fmt.Errorf("repeater lock not released: %w", err)
+					}
+					time.Sleep(time.Duration(rand.Int64N(int64(50 * time.Millisecond))))
+				}
+				id, err := register(i)
+				if err != nil {
+					return err
+				}
+				recIDs = append(recIDs, id)
+				if _, ok, err := sink.Wait(ctx, repeaters.WebhookID(id), 10*time.Second); err != nil {
+					return err
+				} else if !ok {
+					p.missed++
+				}
+				if (i+1)%100 == 0 {
+					e.logf("%s: %d/%d registered and delivered", mode, i+1, count)
+				}
+			}
+		} else {
+			t := time.NewTicker(legacyEvery)
+			for i := range legacyN {
+				id, err := register(i)
+				if err != nil {
+					t.Stop()
+					return err
+				}
+				recIDs = append(recIDs, id)
+				<-t.C
+			}
+			t.Stop()
+			deadline := time.Now().Add(time.Minute)
+			for _, id := range recIDs {
+				if _, ok, err := sink.Wait(ctx, repeaters.WebhookID(id), max(time.Until(deadline), time.Millisecond)); err != nil {
+					return err
+				} else if !ok {
+					p.missed++
+				}
+			}
+		}
+		p.n = len(recIDs)
+		webhookIDs := make([]string, len(recIDs))
+		for i, id := range recIDs {
+			webhookIDs[i] = repeaters.WebhookID(id)
+		}
+		arrived, err := sink.Lookup(ctx, webhookIDs)
+		if err != nil {
+			return err
+		}
+		registered, firstAttempt, err := benchdb.RecordTimes(ctx, st.Pool(), recIDs)
+		if err != nil {
+			return err
+		}
+		var arr, snd []time.Duration
+		for i, id := range recIDs {
+			if at, ok := arrived[webhookIDs[i]]; ok {
+				arr = append(arr, at.Sub(registered[id]))
+			}
+			if at, ok := firstAttempt[id]; ok {
+				snd = append(snd, at.Sub(registered[id]))
+			}
+		}
+		p.arrival, p.send = Summarize(arr), Summarize(snd)
+		e.logf("%s: arrival p50 %.1fms p99 %.1fms", mode, ms(p.arrival.P50), ms(p.arrival.P99))
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 
 	fmt.Fprintf(e.out, "\nidle system, one repeater; new idle: %d records one at a time, each after the previous batch ended + 0-50 ms; new back to back: %d, each as soon as the previous arrived; legacy: %d, one every %s\n",

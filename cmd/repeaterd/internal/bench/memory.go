@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"repeaterd/store"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"repeaterd/store"
+	"repeaterd/store/benchdb"
 )
 
 // memory: peak RSS (VmHWM) of `repeaterd run --roles
@@ -17,13 +19,8 @@ import (
 // backlog; the new path to the end, the legacy path for as long or its
 // window, whichever is longer.
 func runMemory(ctx context.Context, e *env) error {
-	total, err := e.sizeOf(100_000, 40_000)
-	if err != nil {
-		return err
-	}
+	total := e.size
 	const nDomains, nRepeaters = 50, 200
-	e.notef(sidesNote)
-	e.figure("records", total)
 
 	type phase struct {
 		newPath             bool
@@ -32,91 +29,83 @@ func runMemory(ctx context.Context, e *env) error {
 		wall                time.Duration
 		peakKB, endKB, hwKB int64
 	}
-	var phases []phase
+	phases := []phase{{newPath: true}, {newPath: false}}
 	var newWall time.Duration
-	for _, newPath := range []bool{true, false} {
-		p := phase{newPath: newPath}
-		err := e.side(ctx, func(st *store.Store, sink *sinkProc) error {
-			ids, err := makeRepeaters(ctx, st, domainNames("mem", nDomains), nRepeaters/nDomains,
-				func(int) string { return sink.URL("/memory") })
-			if err != nil {
-				return err
-			}
-			loaded, err := e.loadBacklog(ctx, st, ids, total)
-			if err != nil {
-				return err
-			}
-			cmd := exec.Command(e.opt.Binary, "run", "--roles", "dispatcher,worker,scheduler")
-			cmd.Env = append(os.Environ(), "DATABASE_URL="+e.dbURL, "REDIS_URL="+e.redisURL,
-				"REPEATERD_ALLOW_PRIVATE_TARGETS=true",
-				"REPEATERD_PROCESS_REPEATERS_DEFAULT="+strconv.FormatBool(newPath))
-			logs := &limitedBuffer{max: 16 << 10}
-			cmd.Stdout, cmd.Stderr = logs, logs
-			began := time.Now()
-			if err := cmd.Start(); err != nil {
-				return err
-			}
-			exited := make(chan error, 1)
-			go func() { exited <- cmd.Wait() }()
-			stop := func() {
-				_ = cmd.Process.Signal(syscall.SIGTERM)
-				select {
-				case <-exited:
-				case <-time.After(30 * time.Second):
-					_ = cmd.Process.Kill()
-					<-exited
-				}
-			}
-			limit := 10 * time.Minute
-			if !newPath {
-				limit = max(newWall, e.durationOf(90*time.Second, 45*time.Second))
-			}
-			sample := time.NewTicker(250 * time.Millisecond)
-			defer sample.Stop()
-			report := time.Now()
-			for {
-				select {
-				case err := <-exited:
-					return fmt.Errorf("repeaterd run exited early: %v\n%s", err, logs)
-				case <-ctx.Done():
-					stop()
-					return ctx.Err()
-				case <-sample.C:
-				}
-				rss, hwm, err := procMemory(cmd.Process.Pid)
-				if err != nil {
-					continue
-				}
-				p.peakKB, p.hwKB, p.endKB = max(p.peakKB, rss), hwm, rss
-				if time.Since(report) < 2*time.Second {
-					continue
-				}
-				report = time.Now()
-				if p.delivered, err = st.BenchCountSuccess(ctx, nil); err != nil {
-					stop()
-					return err
-				}
-				p.wall = time.Since(began)
-				e.logf("%-7s t=%5.1fs delivered=%7d  RSS %6.1f MB  VmHWM %6.1f MB", pathName(newPath),
-					p.wall.Seconds(), p.delivered, float64(rss)/1024, float64(hwm)/1024)
-				if p.delivered >= loaded || p.wall >= limit {
-					p.drained = p.delivered >= loaded
-					break
-				}
-			}
-			if _, hwm, err := procMemory(cmd.Process.Pid); err == nil {
-				p.hwKB = hwm
-			}
-			stop()
-			if newPath {
-				newWall = p.wall
-			}
-			return nil
-		})
+	err := eachSide(ctx, e, phases, func(p *phase, st *store.Store, sink *sinkProc) error {
+		newPath := p.newPath
+		loaded, err := e.spreadBacklog(ctx, st, sink.URL("/memory"), domainNames("mem", nDomains), nRepeaters/nDomains, total)
 		if err != nil {
 			return err
 		}
-		phases = append(phases, p)
+		cmd := exec.Command(e.opt.Binary, "run", "--roles", "dispatcher,worker,scheduler")
+		cmd.Env = append(os.Environ(), "DATABASE_URL="+e.dbURL, "REDIS_URL="+e.redisURL,
+			"REPEATERD_ALLOW_PRIVATE_TARGETS=true",
+			"REPEATERD_PROCESS_REPEATERS_DEFAULT="+strconv.FormatBool(newPath))
+		logs := &limitedBuffer{max: 16 << 10}
+		cmd.Stdout, cmd.Stderr = logs, logs
+		began := time.Now()
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		stop := func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(30 * time.Second):
+				_ = cmd.Process.Kill()
+				<-exited
+			}
+		}
+		limit := 10 * time.Minute
+		if !newPath {
+			limit = max(newWall, e.durationOf(90*time.Second, 45*time.Second))
+		}
+		sample := time.NewTicker(250 * time.Millisecond)
+		defer sample.Stop()
+		report := time.Now()
+		for {
+			select {
+			case err := <-exited:
+				return fmt.Errorf("repeaterd run exited early: %v\n%s", err, logs)
+			case <-ctx.Done():
+				stop()
+				return ctx.Err()
+			case <-sample.C:
+			}
+			rss, hwm, err := procMemory(cmd.Process.Pid)
+			if err != nil {
+				continue
+			}
+			p.peakKB, p.hwKB, p.endKB = max(p.peakKB, rss), hwm, rss
+			if time.Since(report) < 2*time.Second {
+				continue
+			}
+			report = time.Now()
+			if p.delivered, err = benchdb.CountSuccess(ctx, st.Pool(), nil); err != nil {
+				stop()
+				return err
+			}
+			p.wall = time.Since(began)
+			e.logf("%-7s t=%5.1fs delivered=%7d  RSS %6.1f MB  VmHWM %6.1f MB", pathName(newPath),
+				p.wall.Seconds(), p.delivered, float64(rss)/1024, float64(hwm)/1024)
+			if p.delivered >= loaded || p.wall >= limit {
+				p.drained = p.delivered >= loaded
+				break
+			}
+		}
+		if _, hwm, err := procMemory(cmd.Process.Pid); err == nil {
+			p.hwKB = hwm
+		}
+		stop()
+		if newPath {
+			newWall = p.wall
+		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 
 	fmt.Fprintf(e.out, "\n`repeaterd run --roles dispatcher,worker,scheduler` as a child process, draining %s records over %d repeaters in %d domains; VmHWM and VmRSS from /proc/PID/status every 250 ms\n",

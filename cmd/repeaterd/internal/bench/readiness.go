@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"repeaterd/store"
+	"repeaterd/store/benchdb"
 )
 
 // readiness: the dispatcher's readiness query (store.ReadyRepeatersSQL)
@@ -128,7 +129,7 @@ func (p planInfo) json() map[string]any {
 	return map[string]any{"exec_ms": round2(p.exec), "buffers": p.buffers.json(), "plan": p.summary}
 }
 
-func newPlanInfo(p *store.BenchPlan, text string) planInfo {
+func newPlanInfo(p *benchdb.Plan, text string) planInfo {
 	return planInfo{exec: p.ExecutionTime, buffers: planBuffers(p.Plan), summary: planSummary(p), text: text}
 }
 
@@ -152,7 +153,7 @@ func f2(d time.Duration) string { return fmt.Sprintf("%.2f", ms(d)) }
 func (e *env) readinessAt(ctx context.Context, st *store.Store, size, nDomains, nRepeaters int, readyFraction float64, runs int) (readinessResult, error) {
 	r := readinessResult{size: size}
 	began := time.Now()
-	err := st.BenchSeedHistory(ctx, store.BenchHistoryParams{
+	err := benchdb.SeedHistory(ctx, st.Pool(), benchdb.HistoryParams{
 		Domains: nDomains, Repeaters: nRepeaters, Records: size, ReadyFraction: readyFraction,
 		Progress: func(n int) { e.logf("loaded %s of %s records", FormatCount(n), FormatCount(size)) },
 	})
@@ -160,27 +161,29 @@ func (e *env) readinessAt(ctx context.Context, st *store.Store, size, nDomains, 
 		return r, err
 	}
 	r.load = time.Since(began)
-	if r.readyRecords, r.readyReps, err = st.BenchCountReady(ctx); err != nil {
+	if r.readyRecords, r.readyReps, err = benchdb.CountReady(ctx, st.Pool()); err != nil {
 		return r, err
 	}
 	e.logf("%s records loaded and analyzed in %s; %d ready records on %d repeaters",
 		FormatCount(size), r.load.Round(time.Second), r.readyRecords, r.readyReps)
 	cached := func(ctx context.Context) (int, error) {
 		sql, args := st.ReadyRepeatersSQL(time.Now())
-		return st.BenchQuery(ctx, sql, args...)
+		return benchdb.Query(ctx, st.Pool(), sql, args...)
 	}
 	custom := func(ctx context.Context) (int, error) {
 		sql, args := st.ReadyRepeatersSQL(time.Now())
-		return st.BenchQueryCustomPlan(ctx, sql, args...)
+		return benchdb.QueryCustomPlan(ctx, st.Pool(), sql, args...)
 	}
-	orJoin := func(ctx context.Context) (int, error) { return st.BenchQuery(ctx, store.BenchOrJoinReadinessSQL) }
+	orJoin := func(ctx context.Context) (int, error) {
+		return benchdb.Query(ctx, st.Pool(), benchdb.OrJoinReadinessSQL)
+	}
 	explain := func(generic bool) (planInfo, error) {
 		sql, args := st.ReadyRepeatersSQL(time.Now())
-		explainFn := st.BenchExplain
+		explainFn := benchdb.Explain
 		if generic {
-			explainFn = st.BenchExplainGeneric
+			explainFn = benchdb.ExplainGeneric
 		}
-		p, text, err := explainFn(ctx, sql, args...)
+		p, text, err := explainFn(ctx, st.Pool(), sql, args...)
 		if err != nil {
 			return planInfo{}, err
 		}
@@ -197,7 +200,7 @@ func (e *env) readinessAt(ctx context.Context, st *store.Store, size, nDomains, 
 		func() (err error) { r.genericPlan, err = explain(true); return },
 		func() (err error) { r.orJoin.dist, r.orJoin.rows, err = timeQuery(ctx, runs, orJoin); return },
 		func() error {
-			p, text, err := st.BenchExplain(ctx, store.BenchOrJoinReadinessSQL)
+			p, text, err := benchdb.Explain(ctx, st.Pool(), benchdb.OrJoinReadinessSQL)
 			if err == nil {
 				r.orJoinPlan = newPlanInfo(p, text)
 			}
@@ -205,7 +208,7 @@ func (e *env) readinessAt(ctx context.Context, st *store.Store, size, nDomains, 
 		},
 		func() error {
 			began := time.Now()
-			err := st.BenchVacuum(ctx)
+			err := benchdb.Vacuum(ctx, st.Pool())
 			e.logf("%s: VACUUM (ANALYZE) in %s", FormatCount(size), time.Since(began).Round(time.Second))
 			return err
 		},
@@ -225,10 +228,10 @@ func (e *env) readinessAt(ctx context.Context, st *store.Store, size, nDomains, 
 }
 
 // planSummary lists a plan's scans, joins and subplans with loops and rows.
-func planSummary(p *store.BenchPlan) string {
+func planSummary(p *benchdb.Plan) string {
 	var parts []string
-	var walk func(n store.BenchPlanNode)
-	walk = func(n store.BenchPlanNode) {
+	var walk func(n benchdb.PlanNode)
+	walk = func(n benchdb.PlanNode) {
 		switch {
 		case strings.Contains(n.NodeType, "Scan"):
 			s := n.NodeType
@@ -265,7 +268,7 @@ func (b buffers) String() string { return fmt.Sprintf("%d/%d", b.hit, b.read) }
 
 func (b buffers) json() map[string]int64 { return map[string]int64{"hit": b.hit, "read": b.read} }
 
-func planBuffers(n store.BenchPlanNode) buffers { return buffers{n.SharedHit, n.SharedRead} }
+func planBuffers(n benchdb.PlanNode) buffers { return buffers{n.SharedHit, n.SharedRead} }
 
 // timeQuery runs q once to warm up, then runs times, client-timed.
 func timeQuery(ctx context.Context, runs int, q func(context.Context) (int, error)) (Dist, int, error) {

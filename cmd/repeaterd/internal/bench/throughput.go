@@ -1,11 +1,18 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
-	"repeaterd/store"
+	"io"
+	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"repeaterd/store"
+	"repeaterd/store/benchdb"
 )
 
 // throughput: deliveries/s end to end to a sink that answers 200 at once,
@@ -13,18 +20,13 @@ import (
 // legacy path (process_repeaters off by default), plus the sink's ceiling
 // under a plain keep-alive load generator.
 func runThroughput(ctx context.Context, e *env) error {
-	total, err := e.sizeOf(100_000, 40_000)
-	if err != nil {
-		return err
-	}
+	total := e.size
 	const nDomains, nRepeaters = 50, 200
 	newLimit := 10 * time.Minute
 	legacyLimit := e.durationOf(2*time.Minute, 45*time.Second)
 	if e.opt.Duration > 0 {
 		newLimit = e.opt.Duration
 	}
-	e.notef(sidesNote)
-	e.figure("records", total)
 	e.figure("repeaters", nRepeaters)
 	e.figure("domains", nDomains)
 
@@ -34,54 +36,46 @@ func runThroughput(ctx context.Context, e *env) error {
 		wall, firstArrival time.Duration
 		avg, sustained     float64
 		drained            bool
-		sinkRequests       int64
-		sinkDups           int64
+		sinkRequests       int
+		sinkDups           int
 	}
-	var phases []phase
-	for _, newPath := range []bool{true, false} {
-		p := phase{newPath: newPath}
-		err := e.side(ctx, func(st *store.Store, sink *sinkProc) error {
-			ids, err := makeRepeaters(ctx, st, domainNames("tp", nDomains), nRepeaters/nDomains,
-				func(int) string { return sink.URL("/throughput") })
-			if err != nil {
-				return err
-			}
-			loaded, err := e.loadBacklog(ctx, st, ids, total)
-			if err != nil {
-				return err
-			}
-			limit := newLimit
-			if !newPath {
-				limit = legacyLimit
-			}
-			began := time.Now()
-			sys, err := e.startSystem(ctx, newPath)
-			if err != nil {
-				return err
-			}
-			samples, werr := e.watch(ctx, pathName(newPath), began, limit, loaded,
-				func(ctx context.Context) (int64, error) { return st.BenchCountSuccess(ctx, nil) })
-			sys.stop()
-			if werr != nil {
-				return werr
-			}
-			last := samples[len(samples)-1]
-			p.delivered, p.wall = last.Count, last.At
-			p.drained = last.Count >= loaded
-			p.avg = float64(last.Count) / last.At.Seconds()
-			p.sustained = SustainedRate(samples, 0.1, 0.9)
-			p.firstArrival, _ = ReachedAt(samples, 1)
-			ss, err := sink.stats(ctx)
-			if err != nil {
-				return err
-			}
-			p.sinkRequests, p.sinkDups = ss.Requests, ss.Duplicates
-			return nil
-		})
+	phases := []phase{{newPath: true}, {newPath: false}}
+	err := eachSide(ctx, e, phases, func(p *phase, st *store.Store, sink *sinkProc) error {
+		newPath := p.newPath
+		loaded, err := e.spreadBacklog(ctx, st, sink.URL("/throughput"), domainNames("tp", nDomains), nRepeaters/nDomains, total)
 		if err != nil {
 			return err
 		}
-		phases = append(phases, p)
+		limit := newLimit
+		if !newPath {
+			limit = legacyLimit
+		}
+		began := time.Now()
+		sys, err := e.startSystem(ctx, newPath)
+		if err != nil {
+			return err
+		}
+		samples, werr := e.watch(ctx, pathName(newPath), began, limit, loaded,
+			func(ctx context.Context) (int64, error) { return benchdb.CountSuccess(ctx, st.Pool(), nil) })
+		sys.stop()
+		if werr != nil {
+			return werr
+		}
+		last := samples[len(samples)-1]
+		p.delivered, p.wall = last.Count, last.At
+		p.drained = last.Count >= loaded
+		p.avg = float64(last.Count) / last.At.Seconds()
+		p.sustained = SustainedRate(samples, 0.1, 0.9)
+		p.firstArrival, _ = ReachedAt(samples, 1)
+		ss, err := sink.Stats(ctx)
+		if err != nil {
+			return err
+		}
+		p.sinkRequests, p.sinkDups = ss.Requests, ss.Duplicates
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 
 	// The sink's own ceiling, in a fresh sink process, nothing else running.
@@ -129,4 +123,47 @@ func runThroughput(ctx context.Context, e *env) error {
 	e.goal("new path sustained", "≥ 5000/s", fmt.Sprintf("%.0f/s", newP.sustained), newP.sustained >= 5000)
 	e.goal("new vs legacy", "≥ 3×", fmt.Sprintf("%.1f×", r), r >= 3)
 	return nil
+}
+
+// loadResult is what the plain load generator achieved.
+type loadResult struct {
+	Requests int64
+	Errors   int64
+	Elapsed  time.Duration
+}
+
+func (r loadResult) rate() float64 { return float64(r.Requests) / r.Elapsed.Seconds() }
+
+// loadSink drives the sink with conns concurrent keep-alive clients posting
+// a body like a delivery's, for d: the sink's own ceiling on this machine.
+func loadSink(ctx context.Context, target string, conns int, d time.Duration, body []byte) loadResult {
+	tr := &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns, IdleConnTimeout: time.Minute}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var n, errs, seq atomic.Int64
+	began := time.Now()
+	var wg sync.WaitGroup
+	for range conns {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("webhook-id", fmt.Sprintf("load_%d", seq.Add(1)))
+				resp, err := client.Do(req)
+				if err != nil {
+					if ctx.Err() == nil {
+						errs.Add(1)
+					}
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				n.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return loadResult{Requests: n.Load(), Errors: errs.Load(), Elapsed: time.Since(began)}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"repeaterd/store"
+	"repeaterd/store/benchdb"
 )
 
 // stats: the WAL stats consumer (walstats.Consumer, run as
@@ -22,10 +23,7 @@ import (
 // live COUNT(*) after repeated kill -9. The other side is the dashboards'
 // read: the aggregate against the live GROUP BY it replaces.
 func runStats(ctx context.Context, e *env) error {
-	history, err := e.sizeOf(1_000_000, 200_000)
-	if err != nil {
-		return err
-	}
+	history := e.size
 	const (
 		slot         = "repeaterd_bench_stats"
 		tick         = 50 * time.Millisecond // one transaction per tick
@@ -39,7 +37,6 @@ func runStats(ctx context.Context, e *env) error {
 	if e.opt.Duration > 0 {
 		killEvery = max(e.opt.Duration/8, 2*time.Second)
 	}
-	e.figure("history_records", history)
 	e.figure("target_changes_per_s", perTx*int(time.Second/tick))
 	e.figure("kills", kills)
 
@@ -49,12 +46,12 @@ func runStats(ctx context.Context, e *env) error {
 	}
 	defer st.Close()
 	began := time.Now()
-	if err := st.BenchSeedHistory(ctx, store.BenchHistoryParams{Domains: 300, Repeaters: 2000, Records: history,
+	if err := benchdb.SeedHistory(ctx, st.Pool(), benchdb.HistoryParams{Domains: 300, Repeaters: 2000, Records: history,
 		ReadyFraction: 0.04}); err != nil {
 		return err
 	}
 	e.logf("seeded %s records in %s", FormatCount(history), time.Since(began).Round(time.Second))
-	repeaterIDs, err := st.BenchRepeaterIDs(ctx, 200)
+	repeaterIDs, err := benchdb.RepeaterIDs(ctx, st.Pool(), 200)
 	if err != nil {
 		return err
 	}
@@ -68,7 +65,7 @@ func runStats(ctx context.Context, e *env) error {
 		return err
 	}
 	if err := waitFor(ctx, 10*time.Minute, func() (bool, error) {
-		lsn, err := st.BenchAppliedLSN(ctx)
+		lsn, err := benchdb.AppliedLSN(ctx, st.Pool())
 		return lsn != "", err
 	}); err != nil {
 		return fmt.Errorf("consumer never counted the history: %w\n%s", err, consumer.logs.String())
@@ -81,7 +78,7 @@ func runStats(ctx context.Context, e *env) error {
 	var target string
 	var last []int64
 	for range backlogTxs {
-		if target, last, err = st.BenchChurn(ctx, store.BenchChurnParams{RepeaterIDs: repeaterIDs,
+		if target, last, err = benchdb.Churn(ctx, st.Pool(), benchdb.ChurnParams{RepeaterIDs: repeaterIDs,
 			Inserts: backlogPerTx / 2, Complete: last}); err != nil {
 			return err
 		}
@@ -91,7 +88,7 @@ func runStats(ctx context.Context, e *env) error {
 	if err := consumer.start(ctx); err != nil {
 		return err
 	}
-	if err := waitFor(ctx, 10*time.Minute, func() (bool, error) { return st.BenchLSNReached(ctx, target) }); err != nil {
+	if err := waitFor(ctx, 10*time.Minute, func() (bool, error) { return benchdb.LSNReached(ctx, st.Pool(), target) }); err != nil {
 		return fmt.Errorf("consumer did not catch up: %w\n%s", err, consumer.logs.String())
 	}
 	catchUp := time.Since(began)
@@ -115,7 +112,7 @@ func runStats(ctx context.Context, e *env) error {
 	}
 	syncDist := Summarize(syncLag.lags)
 	e.logf("steady, synchronous_commit on: %.0f changes/s, lag p50 %.0fms p99 %.0fms", syncAchieved, ms(syncDist.P50), ms(syncDist.P99))
-	serverSync, walWriterDelay, err := st.BenchCommitSettings(ctx)
+	serverSync, walWriterDelay, err := benchdb.CommitSettings(ctx, st.Pool())
 	if err != nil {
 		return err
 	}
@@ -157,7 +154,7 @@ func runStats(ctx context.Context, e *env) error {
 	// databases' WAL is only acknowledged on the standby timer.
 	final := load.lastLSN
 	began = time.Now()
-	if err := waitFor(ctx, 5*time.Minute, func() (bool, error) { return st.BenchLSNReached(ctx, final) }); err != nil {
+	if err := waitFor(ctx, 5*time.Minute, func() (bool, error) { return benchdb.LSNReached(ctx, st.Pool(), final) }); err != nil {
 		return fmt.Errorf("consumer did not catch up after the kills: %w\n%s", err, consumer.logs.String())
 	}
 	settle := time.Since(began)
@@ -312,7 +309,7 @@ type churn struct {
 	tick       time.Duration
 	syncCommit bool
 	last       []int64 // inserted by the previous transaction, completed by the next
-	lastLSN    string  // the last transaction's position (see BenchChurn)
+	lastLSN    string  // the last transaction's position (see benchdb.Churn)
 }
 
 type lagResult struct {
@@ -349,7 +346,7 @@ func (c *churn) run(ctx context.Context, d time.Duration) (lagResult, float64, e
 				}
 			case <-t.C:
 			}
-			applied, err := c.st.BenchAppliedLSN(ctx)
+			applied, err := benchdb.AppliedLSN(ctx, c.st.Pool())
 			now := time.Now()
 			if err == nil && applied != "" {
 				if a, err := ParseLSN(applied); err == nil {
@@ -378,7 +375,7 @@ func (c *churn) run(ctx context.Context, d time.Duration) (lagResult, float64, e
 	var err error
 	for time.Since(began) < d && ctx.Err() == nil {
 		var lsn string
-		if lsn, c.last, err = c.st.BenchChurn(ctx, store.BenchChurnParams{RepeaterIDs: c.ids, Inserts: c.perTx / 2,
+		if lsn, c.last, err = benchdb.Churn(ctx, c.st.Pool(), benchdb.ChurnParams{RepeaterIDs: c.ids, Inserts: c.perTx / 2,
 			Complete: c.last, SyncCommit: c.syncCommit}); err != nil {
 			break
 		}
