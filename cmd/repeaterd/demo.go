@@ -1,29 +1,35 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
-	"sync/atomic"
+	"net/url"
 	"time"
 
+	"repeaterd/repeaters/lifecycle"
+	"repeaterd/repeaters/repeatertest"
 	"repeaterd/store"
 	"repeaterd/tasks"
 )
 
-// demo is `run --demo`: a local sink, a few domains whose repeaters point
-// at it (healthy, flaky, dead), and a steady trickle of records.
+// demo is `run --demo`: a local receiver, a few domains whose repeaters
+// point at it (healthy, flaky, dead), and a steady trickle of records.
 type demo struct {
-	eng       *tasks.Engine
-	logger    *slog.Logger
-	sink      *http.Server
+	life     lifecycle.Base
+	eng      *tasks.Engine
+	logger   *slog.Logger
+	sinkAddr string
+	sinkURL  string // as workers reach the receiver; "" for its listen address
+	rcv      *repeatertest.Receiver
+
+	// Set by Start.
+	sink      *repeatertest.Server
 	repeaters []*store.Repeater
-	received  atomic.Int64
-	cancel    context.CancelFunc
-	done      chan struct{}
 }
 
 // demoRepeaters are the demo's endpoints; "dead" points at a closed port.
@@ -36,53 +42,34 @@ var demoRepeaters = []struct{ domain, name, path string }{
 	{"initech", "legacy-erp", "dead"},
 }
 
-func newDemo(ctx context.Context, eng *tasks.Engine, logger *slog.Logger, sinkAddr, sinkURL string) (*demo, error) {
-	d := &demo{eng: eng, logger: logger.With("component", "demo")}
-	ln, err := net.Listen("tcp", sinkAddr)
-	if err != nil {
-		return nil, fmt.Errorf("demo sink: %w", err)
-	}
-	if sinkURL == "" {
-		sinkURL = "http://" + ln.Addr().String()
-	}
-	d.sink = &http.Server{Handler: http.HandlerFunc(d.serveSink), ReadHeaderTimeout: 5 * time.Second}
-	go d.sink.Serve(ln)
-	for _, spec := range demoRepeaters {
-		url := sinkURL + spec.path
-		if spec.path == "dead" {
-			url = "http://127.0.0.1:9/" // the discard port: nothing listens
-		}
-		r, err := d.ensureRepeater(ctx, spec.domain, spec.name, url)
-		if err != nil {
-			d.sink.Close()
-			return nil, err
-		}
-		d.repeaters = append(d.repeaters, r)
-	}
-	d.logger.Info("demo ready", "sink", ln.Addr().String(), "repeaters", len(d.repeaters),
-		"watch", "logs every 5s; web dashboard at --http-addr when the web role runs")
-	return d, nil
-}
+const (
+	// demoDeadURL is the discard port: nothing listens there.
+	demoDeadURL = "http://127.0.0.1:9/"
+	// demoSecret signs the demo's deliveries.
+	demoSecret = "whsec_ZGVtby1zZWNyZXQtZm9yLXJlcGVhdGVyZA=="
+	// demoTick and demoReportEvery pace the trickle and its log line.
+	demoTick        = 200 * time.Millisecond
+	demoReportEvery = 5 * time.Second
+)
 
-// ensureRepeater reuses the demo repeater of an earlier run, pointed at
-// this run's sink.
-func (d *demo) ensureRepeater(ctx context.Context, domain, name, url string) (*store.Repeater, error) {
-	existing, err := d.eng.Store.ListRepeaters(ctx, store.ListRepeatersParams{Domain: domain, Limit: 1000})
+// newDemo returns the demo, not yet started: Start listens on sinkAddr and
+// creates the repeaters.
+func newDemo(eng *tasks.Engine, logger *slog.Logger, sinkAddr, sinkURL string) (*demo, error) {
+	if sinkURL != "" {
+		if u, err := url.Parse(sinkURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("demo: --demo-sink-url %q is not an http(s) URL", sinkURL)
+		}
+	}
+	rcv, err := repeatertest.New(repeatertest.Config{Secret: demoSecret, Respond: demoRespond})
 	if err != nil {
 		return nil, err
 	}
-	for i := range existing {
-		if r := &existing[i]; r.Name == name {
-			r.URL = url
-			return r, d.eng.Store.UpdateRepeater(ctx, r)
-		}
-	}
-	r := &store.Repeater{Domain: domain, Name: name, URL: url, SigningSecret: "whsec_ZGVtby1zZWNyZXQtZm9yLXJlcGVhdGVyZA=="}
-	return r, d.eng.Store.CreateRepeater(ctx, r)
+	return &demo{eng: eng, logger: logger.With("component", "demo"), sinkAddr: sinkAddr, sinkURL: sinkURL, rcv: rcv}, nil
 }
 
-func (d *demo) serveSink(w http.ResponseWriter, r *http.Request) {
-	d.received.Add(1)
+// demoRespond answers like a real endpoint: after a few milliseconds, and
+// on /flaky with a 500 one time in five.
+func demoRespond(w http.ResponseWriter, r *http.Request) {
 	time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond)
 	if r.URL.Path == "/flaky" && rand.IntN(5) == 0 {
 		http.Error(w, "flaky endpoint says no", http.StatusInternalServerError)
@@ -91,27 +78,84 @@ func (d *demo) serveSink(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-// Start begins the trickle: a few records a second, now and then a burst.
+// Start listens, points the demo repeaters at the receiver and begins the
+// trickle: a few records a second, now and then a fan-out to a domain.
 func (d *demo) Start(ctx context.Context) error {
-	ctx, d.cancel = context.WithCancel(ctx)
-	d.done = make(chan struct{})
-	go func() {
-		defer close(d.done)
-		tick, report := time.NewTicker(200*time.Millisecond), time.NewTicker(5*time.Second)
-		defer tick.Stop()
-		defer report.Stop()
-		for n := 0; ; n++ {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				d.register(ctx, n)
-			case <-report.C:
-				d.report(ctx)
-			}
+	return d.life.Start(ctx, func(runCtx context.Context) error {
+		sink, err := repeatertest.Listen(d.sinkAddr, d.rcv)
+		if err != nil {
+			return fmt.Errorf("demo sink: %w", err)
 		}
-	}()
-	return nil
+		if d.repeaters, err = d.ensureRepeaters(ctx, cmp.Or(d.sinkURL, "http://"+sink.Addr())); err != nil {
+			return errors.Join(err, sink.Close(ctx))
+		}
+		d.sink = sink
+		d.life.Go(func() { d.trickle(runCtx) })
+		d.logger.Info("demo ready", "sink", sink.Addr(), "repeaters", len(d.repeaters),
+			"watch", "logs every 5s; web dashboard at --http-addr when the web role runs")
+		return nil
+	})
+}
+
+// Stop ends the trickle, then the receiver.
+func (d *demo) Stop(ctx context.Context) error {
+	var sink *repeatertest.Server
+	err := d.life.Stop(ctx, func(context.Context) error { sink = d.sink; return nil })
+	if sink != nil {
+		err = errors.Join(err, sink.Close(ctx))
+	}
+	return err
+}
+
+// ensureRepeaters creates the demo repeaters, or reuses those of an earlier
+// run, pointed at this run's receiver at base.
+func (d *demo) ensureRepeaters(ctx context.Context, base string) ([]*store.Repeater, error) {
+	var out []*store.Repeater
+	for _, spec := range demoRepeaters {
+		target := base + spec.path
+		if spec.path == "dead" {
+			target = demoDeadURL
+		}
+		r, err := d.ensureRepeater(ctx, spec.domain, spec.name, target)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func (d *demo) ensureRepeater(ctx context.Context, domain, name, target string) (*store.Repeater, error) {
+	existing, err := d.eng.Store.ListRepeaters(ctx, store.ListRepeatersParams{Domain: domain, Limit: 1000})
+	if err != nil {
+		return nil, err
+	}
+	for i := range existing {
+		if r := &existing[i]; r.Name == name {
+			r.URL = target
+			return r, d.eng.Store.UpdateRepeater(ctx, r)
+		}
+	}
+	r := &store.Repeater{Domain: domain, Name: name, URL: target, SigningSecret: demoSecret}
+	return r, d.eng.Store.CreateRepeater(ctx, r)
+}
+
+// trickle registers a record every tick and logs the counts now and then,
+// until ctx ends.
+func (d *demo) trickle(ctx context.Context) {
+	tick, report := time.NewTicker(demoTick), time.NewTicker(demoReportEvery)
+	defer tick.Stop()
+	defer report.Stop()
+	for n := 0; ; n++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			d.register(ctx, n)
+		case <-report.C:
+			d.report(ctx)
+		}
+	}
 }
 
 func (d *demo) register(ctx context.Context, n int) {
@@ -137,16 +181,10 @@ func (d *demo) report(ctx context.Context) {
 	for _, c := range counts.Counts {
 		byState[c.State] += c.Count
 	}
-	args := []any{"sink_received", d.received.Load(), "live_counts", counts.Live}
+	got := d.rcv.Stats()
+	args := []any{"sink_received", got.Requests, "sink_bad_signatures", got.BadSignatures, "live_counts", counts.Live}
 	for _, s := range store.AllStates {
 		args = append(args, s.String(), byState[s])
 	}
 	d.logger.Info("demo records by state", args...)
-}
-
-// Stop ends the trickle and the sink.
-func (d *demo) Stop(context.Context) error {
-	d.cancel()
-	<-d.done
-	return d.sink.Close()
 }

@@ -91,7 +91,7 @@ func run(cmd *cobra.Command, o runOptions) error {
 		return err
 	}
 	if o.demo {
-		d, err := newDemo(ctx, eng, logger, o.demoSinkAddr, o.demoSinkURL)
+		d, err := newDemo(eng, logger, o.demoSinkAddr, o.demoSinkURL)
 		if err != nil {
 			return err
 		}
