@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"repeaterd/repeaters/repeatertest"
 	"repeaterd/store"
 	"repeaterd/tasks"
 )
@@ -95,7 +96,7 @@ func (l *steadyLoad) finish() int {
 // assertNothingLost: every record terminal and a Success, each received at
 // least once, duplicates bounded (a duplicate is by construction the same
 // webhook-id: the sink counts ids).
-func assertNothingLost(h *harness, sk *sink, registered, maxDuplicates int) {
+func assertNothingLost(h *harness, sk *repeatertest.Server, registered, maxDuplicates int) {
 	h.t.Helper()
 	h.waitFor("every record delivered", 90*time.Second, func() bool {
 		return h.countSQL(`SELECT count(*) FROM repeat_records WHERE state = 4`) == registered
@@ -103,30 +104,27 @@ func assertNothingLost(h *harness, sk *sink, registered, maxDuplicates int) {
 	if n := h.countSQL(`SELECT count(*) FROM repeat_records`); n != registered {
 		h.t.Fatalf("%d records in the database, %d registered", n, registered)
 	}
-	sk.mu.Lock()
-	distinct := len(sk.seen)
-	sk.mu.Unlock()
+	distinct := sk.Stats().Unique
 	if distinct != registered {
 		h.t.Fatalf("sink received %d distinct ids for %d records", distinct, registered)
 	}
-	if d := sk.duplicates(); d > maxDuplicates {
+	if d := sk.Stats().DuplicatedIDs; d > maxDuplicates {
 		h.t.Fatalf("%d ids delivered more than once (bound %d)", d, maxDuplicates)
 	}
-	h.t.Logf("%d records delivered, %d duplicates", registered, sk.duplicates())
+	h.t.Logf("%d records delivered, %d duplicates", registered, sk.Stats().DuplicatedIDs)
 }
 
 func TestDrillWorkerKilledRepeatedly(t *testing.T) {
 	h := newHarness(t)
-	sk := newSink(t)
-	sk.respond = func(w http.ResponseWriter, r *http.Request) { time.Sleep(5 * time.Millisecond) }
-	reps := []*store.Repeater{h.repeater("a", sk.url("/a")), h.repeater("b", sk.url("/b"))}
+	sk := repeatertest.NewServer(t, repeatertest.Config{Delay: 5 * time.Millisecond})
+	reps := []*store.Repeater{h.repeater("a", sk.URL("/a")), h.repeater("b", sk.URL("/b"))}
 	h.start("dispatcher")
 	load := startLoad(h, reps...)
 	for range 5 {
 		w := h.spawn("worker")
-		before := len(sk.times("/a")) + len(sk.times("/b"))
+		before := len(sk.Times("/a")) + len(sk.Times("/b"))
 		h.waitFor("deliveries under this worker", 20*time.Second, func() bool {
-			return len(sk.times("/a"))+len(sk.times("/b")) > before+20
+			return len(sk.Times("/a"))+len(sk.Times("/b")) > before+20
 		})
 		w.kill()
 	}
@@ -136,11 +134,11 @@ func TestDrillWorkerKilledRepeatedly(t *testing.T) {
 
 func TestDrillRedisLosesEverything(t *testing.T) {
 	h := newHarness(t, func(c *tasks.EngineConfig) { c.Legacy.Claim = 2 * time.Second })
-	sk := newSink(t)
+	sk := repeatertest.NewServer(t, repeatertest.Config{})
 	if err := h.eng.Store.SetDomainFlag(ctx, "old", store.FlagProcessRepeaters, false); err != nil {
 		t.Fatal(err)
 	}
-	reps := []*store.Repeater{h.repeater("new", sk.url("/new")), h.repeater("old", sk.url("/old"))}
+	reps := []*store.Repeater{h.repeater("new", sk.URL("/new")), h.repeater("old", sk.URL("/old"))}
 	h.start("dispatcher", "worker", "scheduler")
 	load := startLoad(h, reps...)
 	deliveringAfter(h, 0, len(reps), 10*time.Second)
@@ -226,8 +224,8 @@ func (p *pgProxy) cut(down time.Duration) {
 func TestDrillPostgresRestart(t *testing.T) {
 	var proxy *pgProxy
 	h := newHarness(t, func(c *tasks.EngineConfig) { proxy, c.DatabaseURL = newPGProxy(t, c.DatabaseURL) })
-	sk := newSink(t)
-	reps := []*store.Repeater{h.repeater("a", sk.url("/a")), h.repeater("b", sk.url("/b"))}
+	sk := repeatertest.NewServer(t, repeatertest.Config{})
+	reps := []*store.Repeater{h.repeater("a", sk.URL("/a")), h.repeater("b", sk.URL("/b"))}
 	h.start("dispatcher", "worker", "scheduler")
 	load := startLoad(h, reps...) // registers through the proxy too: refused while down
 	deliveringAfter(h, 0, len(reps), 5*time.Second)
@@ -247,14 +245,13 @@ func TestDrillPostgresRestart(t *testing.T) {
 
 func TestDrillEndpointFlaps(t *testing.T) {
 	h := newHarness(t, func(c *tasks.EngineConfig) { c.Backoff.Min, c.Backoff.Max = 500*time.Millisecond, 2*time.Second })
-	sk := newSink(t)
 	flapUntil := time.Now().Add(drillLength(3*time.Second, 30*time.Second))
-	sk.respond = func(w http.ResponseWriter, r *http.Request) {
+	sk := repeatertest.NewServer(t, repeatertest.Config{Respond: func(w http.ResponseWriter, r *http.Request) {
 		if time.Now().Before(flapUntil) {
 			w.WriteHeader(http.StatusInternalServerError)
 		}
-	}
-	rep := h.repeater("d", sk.url("/flap"), func(r *store.Repeater) { r.MaxAttempts = 100 })
+	}})
+	rep := h.repeater("d", sk.URL("/flap"), func(r *store.Repeater) { r.MaxAttempts = 100 })
 	h.start("dispatcher", "worker")
 	load := startLoad(h, rep)
 	// The flap is a window of time; the load runs through all of it.
@@ -274,20 +271,19 @@ func TestDrillEndpointFlaps(t *testing.T) {
 
 func TestDrillSlowEndpointDoesNotSlowOthers(t *testing.T) {
 	h := newHarness(t)
-	sk := newSink(t)
 	slowFor := drillLength(3*time.Second, 10*time.Second)
-	sk.respond = func(w http.ResponseWriter, r *http.Request) {
+	sk := repeatertest.NewServer(t, repeatertest.Config{Respond: func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
 			time.Sleep(slowFor)
 		}
-	}
-	slow := h.repeater("s", sk.url("/slow"), func(r *store.Repeater) { r.TimeoutMS = 500 })
-	fast := h.repeater("f", sk.url("/fast"))
+	}})
+	slow := h.repeater("s", sk.URL("/slow"), func(r *store.Repeater) { r.TimeoutMS = 500 })
+	fast := h.repeater("f", sk.URL("/fast"))
 	h.load(slow, 50)
 	h.load(fast, 1000)
 	h.start("dispatcher", "worker")
 	start := time.Now()
-	h.waitFor("the fast repeater delivered", 30*time.Second, func() bool { return sk.count("/fast") >= 1000 })
+	h.waitFor("the fast repeater delivered", 30*time.Second, func() bool { return sk.Count("/fast") >= 1000 })
 	took := time.Since(start)
 	timeouts := h.countSQL(`SELECT count(*) FROM repeat_record_attempts a JOIN repeat_records r ON r.id = a.record_id
 		WHERE r.repeater_id = $1 AND a.state = 2 AND a.message ILIKE '%timeout%'`, slow.ID)

@@ -10,17 +10,18 @@ import (
 	"time"
 
 	"repeaterd/repeaters"
+	"repeaterd/repeaters/repeatertest"
 	"repeaterd/store"
 	"repeaterd/tasks"
 )
 
 func TestDeliversEveryRecordExactlyOnce(t *testing.T) {
 	h := newHarness(t)
-	sk := newSink(t)
+	sk := repeatertest.NewServer(t, repeatertest.Config{})
 	total := 0
 	for d := range 3 {
 		for r := range 3 {
-			rep := h.repeater(fmt.Sprintf("d%d", d), sk.url(fmt.Sprintf("/d%d/r%d", d, r)))
+			rep := h.repeater(fmt.Sprintf("d%d", d), sk.URL(fmt.Sprintf("/d%d/r%d", d, r)))
 			total += len(h.load(rep, 200))
 		}
 	}
@@ -31,29 +32,28 @@ func TestDeliversEveryRecordExactlyOnce(t *testing.T) {
 	if n := h.countSQL(`SELECT count(*) FROM repeat_record_attempts WHERE state = 4`); n != total {
 		t.Fatalf("%d success attempts for %d records", n, total)
 	}
-	if len(sk.seen) != total || sk.duplicates() != 0 {
-		t.Fatalf("sink saw %d ids, %d duplicated; want %d, 0", len(sk.seen), sk.duplicates(), total)
+	if sk.Stats().Unique != total || sk.Stats().DuplicatedIDs != 0 {
+		t.Fatalf("sink saw %d ids, %d duplicated; want %d, 0", sk.Stats().Unique, sk.Stats().DuplicatedIDs, total)
 	}
 }
 
 func TestRoundRobinServesQuietDomainsFirst(t *testing.T) {
 	h := newHarness(t, func(c *tasks.EngineConfig) { c.Worker.Concurrency = 4 })
-	sk := newSink(t)
-	sk.respond = func(w http.ResponseWriter, r *http.Request) { time.Sleep(2 * time.Millisecond) }
+	sk := repeatertest.NewServer(t, repeatertest.Config{Delay: 2 * time.Millisecond})
 	var busy []*store.Repeater
 	for i := range 10 {
-		busy = append(busy, h.repeater("A", sk.url(fmt.Sprintf("/A/%d", i))))
+		busy = append(busy, h.repeater("A", sk.URL(fmt.Sprintf("/A/%d", i))))
 	}
 	for _, r := range busy {
 		h.load(r, 500)
 	}
-	quietB := h.repeater("B", sk.url("/B"))
-	quietC := h.repeater("C", sk.url("/C"))
+	quietB := h.repeater("B", sk.URL("/B"))
+	quietC := h.repeater("C", sk.URL("/C"))
 	h.load(quietB, 10)
 	h.load(quietC, 10)
 	h.start("dispatcher", "worker")
 	h.waitFor("quiet domains delivered", 30*time.Second, func() bool {
-		return sk.count("/B") >= 10 && sk.count("/C") >= 10
+		return sk.Count("/B") >= 10 && sk.Count("/C") >= 10
 	})
 	doneA := h.countSQL(`SELECT count(*) FROM repeat_records WHERE domain = 'A' AND state = 4`)
 	t.Logf("when B and C were done, A had %d of 5000 delivered", doneA)
@@ -64,17 +64,14 @@ func TestRoundRobinServesQuietDomainsFirst(t *testing.T) {
 
 func TestConcurrencyCapHoldsAcrossTwoWorkerProcesses(t *testing.T) {
 	h := newHarness(t)
-	sk := newSink(t)
-	sk.respond = func(w http.ResponseWriter, r *http.Request) { time.Sleep(15 * time.Millisecond) }
-	rep := h.repeater("d", sk.url("/capped"), func(r *store.Repeater) { r.MaxWorkers = 3 })
+	sk := repeatertest.NewServer(t, repeatertest.Config{Delay: 15 * time.Millisecond})
+	rep := h.repeater("d", sk.URL("/capped"), func(r *store.Repeater) { r.MaxWorkers = 3 })
 	h.load(rep, 300)
 	h.spawn("worker")
 	h.spawn("worker")
 	h.start("dispatcher")
-	h.waitFor("delivered", 60*time.Second, func() bool { return sk.count("/capped") >= 300 })
-	sk.mu.Lock()
-	peak := sk.peak["/capped"]
-	sk.mu.Unlock()
+	h.waitFor("delivered", 60*time.Second, func() bool { return sk.Count("/capped") >= 300 })
+	peak := sk.Peak("/capped")
 	if peak > 3 || peak < 2 {
 		t.Fatalf("peak concurrency %d, want 2..3 (max_workers 3)", peak)
 	}
@@ -82,15 +79,15 @@ func TestConcurrencyCapHoldsAcrossTwoWorkerProcesses(t *testing.T) {
 
 func TestRateLimitIsHeldAtTheSink(t *testing.T) {
 	h := newHarness(t)
-	sk := newSink(t)
-	rep := h.repeater("d", sk.url("/limited"), func(r *store.Repeater) { r.RateLimitPerS, r.RateBurst = 20, 5 })
+	sk := repeatertest.NewServer(t, repeatertest.Config{})
+	rep := h.repeater("d", sk.URL("/limited"), func(r *store.Repeater) { r.RateLimitPerS, r.RateBurst = 20, 5 })
 	h.load(rep, 400)
 	h.start("dispatcher", "worker")
-	h.waitFor("first delivery", 10*time.Second, func() bool { return sk.count("/limited") > 0 })
-	first := sk.times("/limited")[0]
+	h.waitFor("first delivery", 10*time.Second, func() bool { return sk.Count("/limited") > 0 })
+	first := sk.Times("/limited")[0]
 	time.Sleep(5 * time.Second) // the measurement window itself: a rate is what arrives in a fixed time
 	n := 0
-	for _, at := range sk.times("/limited") {
+	for _, at := range sk.Times("/limited") {
 		if at.Sub(first) < 5*time.Second {
 			n++
 		}
@@ -117,9 +114,9 @@ func TestDeadEndpointCostsOneProbePerBackoffWindow(t *testing.T) {
 	h := newHarness(t, func(c *tasks.EngineConfig) {
 		c.Backoff.Min, c.Backoff.Max = 1500*time.Millisecond, 1500*time.Millisecond
 	})
-	sk := newSink(t)
+	sk := repeatertest.NewServer(t, repeatertest.Config{})
 	dead := h.repeater("d", deadAddress(t), func(r *store.Repeater) { r.MaxAttempts = 2 })
-	healthy := h.repeater("d", sk.url("/healthy"))
+	healthy := h.repeater("d", sk.URL("/healthy"))
 	deadIDs := h.load(dead, 100)
 	h.load(healthy, 100)
 	type deadBatch struct {
@@ -138,7 +135,7 @@ func TestDeadEndpointCostsOneProbePerBackoffWindow(t *testing.T) {
 	}
 	first := awaitEvent(t, deadBatches, "first batch on the dead endpoint", 10*time.Second)
 	firstBatch := first.sum.Attempted
-	h.waitFor("healthy repeater delivered", 20*time.Second, func() bool { return sk.count("/healthy") >= 100 })
+	h.waitFor("healthy repeater delivered", 20*time.Second, func() bool { return sk.Count("/healthy") >= 100 })
 	if firstBatch > 7 {
 		t.Fatalf("first batch on a dead endpoint made %d requests; want one wave (≤ 7)", firstBatch)
 	}
@@ -173,18 +170,17 @@ func TestDeadEndpointCostsOneProbePerBackoffWindow(t *testing.T) {
 
 func TestRetryAfterDelaysTheNextBatch(t *testing.T) {
 	h := newHarness(t, func(c *tasks.EngineConfig) { c.Backoff.Min = 200 * time.Millisecond })
-	sk := newSink(t)
-	sk.respond = func(w http.ResponseWriter, r *http.Request) {
+	sk := repeatertest.NewServer(t, repeatertest.Config{Respond: func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "3")
 		w.WriteHeader(http.StatusTooManyRequests)
-	}
-	rep := h.repeater("d", sk.url("/throttled"))
+	}})
+	rep := h.repeater("d", sk.URL("/throttled"))
 	h.load(rep, 20)
 	h.start("dispatcher", "worker")
 	h.waitFor("two batches", 15*time.Second, func() bool {
 		return h.countSQL(`SELECT count(DISTINCT date_trunc('second', created_at)) FROM repeat_record_attempts`) >= 2
 	})
-	times := sk.times("/throttled")
+	times := sk.Times("/throttled")
 	var gap time.Duration
 	for i := 1; i < len(times); i++ {
 		gap = max(gap, times[i].Sub(times[i-1]))
@@ -196,21 +192,21 @@ func TestRetryAfterDelaysTheNextBatch(t *testing.T) {
 
 func TestReceiverVerifiesSignature(t *testing.T) {
 	h := newHarness(t)
-	sk := newSink(t)
-	sk.secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-	rep := h.repeater("d", sk.url("/signed"), func(r *store.Repeater) { r.SigningSecret = sk.secret })
+	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	sk := repeatertest.NewServer(t, repeatertest.Config{Secret: secret})
+	rep := h.repeater("d", sk.URL("/signed"), func(r *store.Repeater) { r.SigningSecret = secret })
 	h.load(rep, 20)
 	h.start("dispatcher", "worker")
-	h.waitFor("delivered", 15*time.Second, func() bool { return sk.count("/signed") >= 20 })
-	if sk.badSigs != 0 {
-		t.Fatalf("%d of 20 signatures failed verification", sk.badSigs)
+	h.waitFor("delivered", 15*time.Second, func() bool { return sk.Count("/signed") >= 20 })
+	if bad := sk.Stats().BadSignatures; bad != 0 {
+		t.Fatalf("%d of 20 signatures failed verification", bad)
 	}
 }
 
 func TestPrivateTargetsAreRefused(t *testing.T) {
 	h := newHarness(t, func(c *tasks.EngineConfig) { c.Sender.AllowPrivateTargets = false })
-	sk := newSink(t)
-	port := sk.srv.Listener.Addr().(*net.TCPAddr).Port
+	sk := repeatertest.NewServer(t, repeatertest.Config{})
+	port := sk.Port()
 	targets := []string{
 		fmt.Sprintf("http://127.0.0.1:%d/", port),
 		"http://169.254.169.254/latest/meta-data",
@@ -232,39 +228,38 @@ func TestPrivateTargetsAreRefused(t *testing.T) {
 			t.Errorf("%s: attempt message %q does not explain the refusal", targets[i], attempts[0].Message)
 		}
 	}
-	if len(sk.seen) != 0 {
-		t.Fatalf("the sink received %d requests through the SSRF guard", len(sk.seen))
+	if n := sk.Stats().Requests; n != 0 {
+		t.Fatalf("the sink received %d requests through the SSRF guard", n)
 	}
 }
 
 func TestWorkerKilledMidBatchLosesNothing(t *testing.T) {
 	h := newHarness(t)
-	sk := newSink(t)
-	sk.respond = func(w http.ResponseWriter, r *http.Request) { time.Sleep(20 * time.Millisecond) }
-	rep := h.repeater("d", sk.url("/crash"))
+	sk := repeatertest.NewServer(t, repeatertest.Config{Delay: 20 * time.Millisecond})
+	rep := h.repeater("d", sk.URL("/crash"))
 	ids := h.load(rep, 200)
 	h.start("dispatcher")
 	victim := h.spawn("worker")
-	h.waitFor("a batch in flight", 20*time.Second, func() bool { return sk.count("/crash") >= 10 })
+	h.waitFor("a batch in flight", 20*time.Second, func() bool { return sk.Count("/crash") >= 10 })
 	victim.kill() // SIGKILL mid-batch
 	killedAt := time.Now()
 	h.spawn("worker")
 	h.waitFor("every record delivered", 60*time.Second, func() bool {
 		return h.countSQL(`SELECT count(*) FROM repeat_records WHERE state = 4`) == len(ids)
 	})
-	t.Logf("recovered %s after the kill; %d ids delivered twice (the batch in flight)", time.Since(killedAt), sk.duplicates())
-	if len(sk.seen) != len(ids) {
-		t.Fatalf("sink saw %d distinct ids, want %d", len(sk.seen), len(ids))
+	t.Logf("recovered %s after the kill; %d ids delivered twice (the batch in flight)", time.Since(killedAt), sk.Stats().DuplicatedIDs)
+	if sk.Stats().Unique != len(ids) {
+		t.Fatalf("sink saw %d distinct ids, want %d", sk.Stats().Unique, len(ids))
 	}
-	if sk.duplicates() > 50 {
-		t.Fatalf("%d duplicates; at most one batch may be resent", sk.duplicates())
+	if sk.Stats().DuplicatedIDs > 50 {
+		t.Fatalf("%d duplicates; at most one batch may be resent", sk.Stats().DuplicatedIDs)
 	}
 }
 
 func TestLeaderFailover(t *testing.T) {
 	h := newHarness(t)
-	sk := newSink(t)
-	rep := h.repeater("d", sk.url("/failover"))
+	sk := repeatertest.NewServer(t, repeatertest.Config{})
+	rep := h.repeater("d", sk.URL("/failover"))
 	h.start("worker")
 	a, b := h.spawn("dispatcher"), h.spawn("dispatcher")
 	h.waitFor("a leader", 10*time.Second, func() bool { return a.isLeading() || b.isLeading() })
@@ -273,11 +268,11 @@ func TestLeaderFailover(t *testing.T) {
 		leader, standby = b, a
 	}
 	h.load(rep, 10)
-	h.waitFor("delivered under the first leader", 10*time.Second, func() bool { return sk.count("/failover") >= 10 })
+	h.waitFor("delivered under the first leader", 10*time.Second, func() bool { return sk.Count("/failover") >= 10 })
 	leader.kill()
 	killed := time.Now()
 	h.load(rep, 10)
-	h.waitFor("delivered under the new leader", 10*time.Second, func() bool { return sk.count("/failover") >= 20 })
+	h.waitFor("delivered under the new leader", 10*time.Second, func() bool { return sk.Count("/failover") >= 20 })
 	took := time.Since(killed)
 	t.Logf("standby took over and delivered %s after the leader died (lease 1.5s)", took)
 	if !standby.isLeading() {
@@ -286,25 +281,25 @@ func TestLeaderFailover(t *testing.T) {
 	if took > 3*time.Second+h.cfg.Dispatcher.LeaseTTL {
 		t.Fatalf("failover took %s", took)
 	}
-	if sk.duplicates() != 0 {
-		t.Fatalf("%d records delivered twice across the failover", sk.duplicates())
+	if sk.Stats().DuplicatedIDs != 0 {
+		t.Fatalf("%d records delivered twice across the failover", sk.Stats().DuplicatedIDs)
 	}
 }
 
 func TestIdleLatency(t *testing.T) {
 	h := newHarness(t)
-	sk := newSink(t)
-	rep := h.repeater("d", sk.url("/latency"))
+	sk := repeatertest.NewServer(t, repeatertest.Config{})
+	rep := h.repeater("d", sk.URL("/latency"))
 	h.start("dispatcher", "worker")
 	var lat []time.Duration
 	for i := range 50 {
-		before := sk.count("/latency")
+		before := sk.Count("/latency")
 		start := time.Now()
 		if _, _, err := h.eng.Store.RegisterRecord(ctx, store.RegisterParams{RepeaterID: rep.ID, Body: []byte(fmt.Sprint(i))}); err != nil {
 			t.Fatal(err)
 		}
-		h.waitFor("delivery", 10*time.Second, func() bool { return sk.count("/latency") > before })
-		lat = append(lat, sk.times("/latency")[before].Sub(start))
+		h.waitFor("delivery", 10*time.Second, func() bool { return sk.Count("/latency") > before })
+		lat = append(lat, sk.Times("/latency")[before].Sub(start))
 	}
 	p50, p99 := percentile(lat, 0.5), percentile(lat, 0.99)
 	t.Logf("idle registration → first attempt: p50 %s, p99 %s (n=50)", p50, p99)
@@ -315,16 +310,15 @@ func TestIdleLatency(t *testing.T) {
 
 func TestGracefulShutdownReleasesLocksAndClaims(t *testing.T) {
 	h := newHarness(t, func(c *tasks.EngineConfig) { c.LockTTL = 30 * time.Second })
-	sk := newSink(t)
-	sk.respond = func(w http.ResponseWriter, r *http.Request) { time.Sleep(50 * time.Millisecond) }
-	rep := h.repeater("d", sk.url("/drain"))
+	sk := repeatertest.NewServer(t, repeatertest.Config{Delay: 50 * time.Millisecond})
+	rep := h.repeater("d", sk.URL("/drain"))
 	ids := h.load(rep, 500)
 	d := h.eng.NewDispatcher()
 	if err := d.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	w := h.spawn("worker")
-	h.waitFor("a batch in flight", 20*time.Second, func() bool { return sk.count("/drain") >= 5 })
+	h.waitFor("a batch in flight", 20*time.Second, func() bool { return sk.Count("/drain") >= 5 })
 	_ = d.Stop(ctx) // so no new batch takes the lock after the drained one releases it
 	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -346,19 +340,18 @@ func TestGracefulShutdownReleasesLocksAndClaims(t *testing.T) {
 		t.Fatalf("%d records left claimed after shutdown", n)
 	}
 	delivered := h.countSQL(`SELECT count(*) FROM repeat_records WHERE state = 4`)
-	if delivered == 0 || delivered != len(sk.seen) {
-		t.Fatalf("recorded %d successes, the sink saw %d ids", delivered, len(sk.seen))
+	if delivered == 0 || delivered != sk.Stats().Unique {
+		t.Fatalf("recorded %d successes, the sink saw %d ids", delivered, sk.Stats().Unique)
 	}
 	h.start("dispatcher")
 	h.spawn("worker") // the rest is delivered by the next worker, at once
-	h.waitFor("the rest delivered", 30*time.Second, func() bool { return sk.count("/drain") >= len(ids) })
+	h.waitFor("the rest delivered", 30*time.Second, func() bool { return sk.Count("/drain") >= len(ids) })
 }
 
 func TestRetriedBatchResendsNothingAndUpdateIsIdempotent(t *testing.T) {
 	h := newHarness(t)
-	sk := newSink(t)
-	sk.respond = func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) }
-	rep := h.repeater("d", sk.url("/retry"))
+	sk := repeatertest.NewServer(t, repeatertest.Config{Status: http.StatusServiceUnavailable})
+	rep := h.repeater("d", sk.URL("/retry"))
 	h.load(rep, 20)
 	token, ok, err := h.eng.Locker.Acquire(ctx, rep.ID)
 	if err != nil || !ok {
@@ -368,7 +361,7 @@ func TestRetriedBatchResendsNothingAndUpdateIsIdempotent(t *testing.T) {
 	if _, err := h.eng.Processor.ProcessBatch(ctx, b); err != nil {
 		t.Fatal(err)
 	}
-	sent := len(sk.seen)
+	sent := sk.Stats().Unique
 	attempts := h.countSQL(`SELECT count(*) FROM repeat_record_attempts`)
 	// The worker "crashed" before enqueueing update_repeater; asynq retries
 	// the task. The failed records are ready again, yet nothing is resent.
@@ -377,8 +370,8 @@ func TestRetriedBatchResendsNothingAndUpdateIsIdempotent(t *testing.T) {
 	if err != nil || !needsUpdate {
 		t.Fatalf("retry: %v, needsUpdate=%v", err, needsUpdate)
 	}
-	if len(sk.seen) != sent || h.countSQL(`SELECT count(*) FROM repeat_record_attempts`) != attempts {
-		t.Fatalf("the retried batch resent: sink %d→%d", sent, len(sk.seen))
+	if sk.Stats().Unique != sent || h.countSQL(`SELECT count(*) FROM repeat_record_attempts`) != attempts {
+		t.Fatalf("the retried batch resent: sink %d→%d", sent, sk.Stats().Unique)
 	}
 	for range 2 { // update_repeater twice: one backoff step, not two
 		if err := h.eng.Processor.UpdateRepeater(ctx, rep.ID, token); err != nil {
@@ -397,8 +390,8 @@ func TestRetriedBatchResendsNothingAndUpdateIsIdempotent(t *testing.T) {
 
 func TestEmptyPayloadIsDoneWithoutARequest(t *testing.T) {
 	h := newHarness(t)
-	sk := newSink(t)
-	rep := h.repeater("d", sk.url("/empty"))
+	sk := repeatertest.NewServer(t, repeatertest.Config{})
+	rep := h.repeater("d", sk.URL("/empty"))
 	ids, err := h.eng.Store.RegisterMany(ctx, rep.ID, "", [][]byte{{}, {}, []byte("x")})
 	if err != nil {
 		t.Fatal(err)
@@ -412,7 +405,7 @@ func TestEmptyPayloadIsDoneWithoutARequest(t *testing.T) {
 			t.Errorf("record %d: %s, want %s", i, r.State, want)
 		}
 	}
-	if sk.count("/empty") != 1 {
-		t.Fatalf("the sink got %d requests; empty payloads send none", sk.count("/empty"))
+	if sk.Count("/empty") != 1 {
+		t.Fatalf("the sink got %d requests; empty payloads send none", sk.Count("/empty"))
 	}
 }

@@ -7,14 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"os/signal"
 	"repeaterd/repeaters/lifecycle"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -182,79 +179,6 @@ func (p *process) isLeading() bool {
 	default:
 		return false
 	}
-}
-
-// sink is a real HTTP receiver that counts deliveries by webhook-id and
-// watches concurrency, per path.
-type sink struct {
-	srv     *httptest.Server
-	mu      sync.Mutex
-	seen    map[string]int         // webhook-id → deliveries
-	arrived map[string][]time.Time // path → arrival times
-	active  map[string]int
-	peak    map[string]int
-	badSigs int
-	// respond answers a request; default 200.
-	respond func(w http.ResponseWriter, r *http.Request)
-	secret  string
-}
-
-func newSink(t *testing.T) *sink {
-	s := &sink{seen: map[string]int{}, arrived: map[string][]time.Time{}, active: map[string]int{}, peak: map[string]int{}}
-	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
-	t.Cleanup(s.srv.Close)
-	return s
-}
-
-func (s *sink) serve(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	s.mu.Lock()
-	id := r.Header.Get("webhook-id")
-	s.seen[id]++
-	s.arrived[r.URL.Path] = append(s.arrived[r.URL.Path], time.Now())
-	s.active[r.URL.Path]++
-	s.peak[r.URL.Path] = max(s.peak[r.URL.Path], s.active[r.URL.Path])
-	if s.secret != "" {
-		unix, _ := strconv.ParseInt(r.Header.Get("webhook-timestamp"), 10, 64)
-		if !repeaters.Verify(s.secret, id, time.Unix(unix, 0), body, r.Header.Get("webhook-signature")) {
-			s.badSigs++
-		}
-	}
-	respond := s.respond
-	s.mu.Unlock()
-	if respond != nil {
-		respond(w, r)
-	}
-	s.mu.Lock()
-	s.active[r.URL.Path]--
-	s.mu.Unlock()
-}
-
-func (s *sink) url(path string) string { return s.srv.URL + path }
-
-func (s *sink) count(path string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.arrived[path])
-}
-
-func (s *sink) times(path string) []time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]time.Time(nil), s.arrived[path]...)
-}
-
-// duplicates returns how many webhook-ids arrived more than once.
-func (s *sink) duplicates() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, c := range s.seen {
-		if c > 1 {
-			n++
-		}
-	}
-	return n
 }
 
 func (h *harness) repeater(domain, url string, edit ...func(*store.Repeater)) *store.Repeater {

@@ -2,7 +2,6 @@ package tasks_test
 
 import (
 	"fmt"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,25 +10,26 @@ import (
 	"github.com/hibiken/asynq"
 
 	"repeaterd/repeaters"
+	"repeaterd/repeaters/repeatertest"
 	"repeaterd/store"
 	"repeaterd/tasks"
 )
 
 func TestLegacyAndNewPathBothDeliverWithDifferentTaskShapes(t *testing.T) {
 	h := newHarness(t)
-	sk := newSink(t)
+	sk := repeatertest.NewServer(t, repeatertest.Config{})
 	if err := h.eng.Store.SetDomainFlag(ctx, "old", store.FlagProcessRepeaters, false); err != nil {
 		t.Fatal(err)
 	}
 	const n = 300
-	h.load(h.repeater("old", sk.url("/old")), n)
-	h.load(h.repeater("new", sk.url("/new")), n)
+	h.load(h.repeater("old", sk.URL("/old")), n)
+	h.load(h.repeater("new", sk.URL("/new")), n)
 	h.start("dispatcher", "worker", "scheduler")
 	h.waitFor("both paths delivered", 60*time.Second, func() bool {
 		return h.countSQL(`SELECT count(*) FROM repeat_records WHERE state = 4`) == 2*n
 	})
-	if sk.duplicates() != 0 || len(sk.seen) != 2*n {
-		t.Fatalf("sink saw %d ids (%d duplicated), want %d once each", len(sk.seen), sk.duplicates(), 2*n)
+	if sk.Stats().DuplicatedIDs != 0 || sk.Stats().Unique != 2*n {
+		t.Fatalf("sink saw %d ids (%d duplicated), want %d once each", sk.Stats().Unique, sk.Stats().DuplicatedIDs, 2*n)
 	}
 	insp := asynq.NewInspectorFromRedisClient(h.eng.Redis)
 	processed := func(queue string) int {
@@ -53,11 +53,10 @@ func TestLegacyAndNewPathBothDeliverWithDifferentTaskShapes(t *testing.T) {
 
 func TestFlippingTheFlagUnderLoadDeliversExactlyOnce(t *testing.T) {
 	h := newHarness(t)
-	sk := newSink(t)
-	sk.respond = func(w http.ResponseWriter, r *http.Request) { time.Sleep(time.Millisecond) }
+	sk := repeatertest.NewServer(t, repeatertest.Config{Delay: time.Millisecond})
 	var reps []*store.Repeater
 	for i := range 4 {
-		reps = append(reps, h.repeater("flip", sk.url(fmt.Sprintf("/flip/%d", i))))
+		reps = append(reps, h.repeater("flip", sk.URL(fmt.Sprintf("/flip/%d", i))))
 	}
 	var legacySends, newBatches atomic.Int32
 	h.eng.Legacy.OnSent = func(store.Outcome) { legacySends.Add(1) }
@@ -106,12 +105,12 @@ func TestFlippingTheFlagUnderLoadDeliversExactlyOnce(t *testing.T) {
 	h.waitFor("every record terminal", 60*time.Second, func() bool {
 		return h.countSQL(`SELECT count(*) FROM repeat_records WHERE state IN (1, 2)`) == 0
 	})
-	t.Logf("%d records, %d flips, %d delivered", registered, flips.Load(), len(sk.seen))
+	t.Logf("%d records, %d flips, %d delivered", registered, flips.Load(), sk.Stats().Unique)
 	if n := h.countSQL(`SELECT count(*) FROM repeat_records WHERE state <> 4`); n != 0 {
 		t.Fatalf("%d records ended in a state other than Success", n)
 	}
-	if len(sk.seen) != registered || sk.duplicates() != 0 {
-		t.Fatalf("sink saw %d ids, %d of them twice; want %d exactly once", len(sk.seen), sk.duplicates(), registered)
+	if sk.Stats().Unique != registered || sk.Stats().DuplicatedIDs != 0 {
+		t.Fatalf("sink saw %d ids, %d of them twice; want %d exactly once", sk.Stats().Unique, sk.Stats().DuplicatedIDs, registered)
 	}
 	insp := asynq.NewInspectorFromRedisClient(h.eng.Redis)
 	for _, q := range []string{tasks.QueueLegacy, tasks.QueueRepeaters} {

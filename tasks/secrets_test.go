@@ -12,6 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"repeaterd/repeaters"
+	"repeaterd/repeaters/repeatertest"
 	"repeaterd/store"
 	"repeaterd/tasks"
 )
@@ -40,13 +41,12 @@ func TestSigningSecretNeverLeaves(t *testing.T) {
 	var logs syncBuffer
 	h.eng.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h.eng.Processor.Logger = h.eng.Logger
-	sk := newSink(t)
 	// A hostile endpoint that somehow knows the secret echoes it back.
-	sk.respond = func(w http.ResponseWriter, r *http.Request) {
+	sk := repeatertest.NewServer(t, repeatertest.Config{Respond: func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusBadRequest)
 		w.Write([]byte("you sent " + r.Header.Get("webhook-signature") + " with " + secret))
-	}
-	rep := h.repeater("d", sk.url("/secret"), func(r *store.Repeater) { r.SigningSecret = secret })
+	}})
+	rep := h.repeater("d", sk.URL("/secret"), func(r *store.Repeater) { r.SigningSecret = secret })
 	ids := h.load(rep, 5)
 
 	// The queued task carries the lock token, never the repeater's settings.

@@ -35,6 +35,9 @@ func Listen(addr string, rc *Receiver) (*Server, error) {
 // Addr is the address the server listens on, host:port.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
+// Port is the port the server listens on.
+func (s *Server) Port() int { return s.ln.Addr().(*net.TCPAddr).Port }
+
 // URL returns the server's address for path ("/hook"), for a repeater.
 func (s *Server) URL(path string) string { return "http://" + s.Addr() + path }
 
