@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"repeaterd/repeaters"
 	"repeaterd/repeaters/lifecycle"
 	"repeaterd/store/storetest"
 	"repeaterd/tasks"
@@ -16,7 +17,7 @@ import (
 func demoEngine(t *testing.T) *tasks.Engine {
 	t.Helper()
 	cfg := tasks.EngineConfig{DatabaseURL: storetest.NewDB(t), RedisURL: storetest.RedisDB(t),
-		AllowPrivateTargets: true, ProcessRepeatersDefault: true, Version: "test"}
+		Sender: repeaters.SenderConfig{AllowPrivateTargets: true}}
 	eng, err := tasks.OpenEngine(t.Context(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)

@@ -127,8 +127,7 @@ func LoadReady(ctx context.Context, pool *pgxpool.Pool, repeaterIDs []int64, per
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `SELECT pg_notify($1, '')`, store.NotifyChannel)
-		return err
+		return store.NotifyRecords(ctx, tx)
 	})
 	return n, err
 }

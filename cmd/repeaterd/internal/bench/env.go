@@ -128,15 +128,15 @@ func (e *env) startSystem(ctx context.Context, processRepeatersDefault bool) (*s
 	if err != nil {
 		return nil, err
 	}
-	s := &system{eng: eng}
-	for _, svc := range []lifecycle.Service{eng.NewDispatcher(), eng.NewWorker(), eng.NewScheduler(ctx)} {
-		if err := svc.Start(ctx); err != nil {
-			s.stop()
-			return nil, err
-		}
-		s.services = append(s.services, svc)
+	services, err := eng.Services(ctx, []string{tasks.RoleDispatcher, tasks.RoleWorker, tasks.RoleScheduler}, nil)
+	if err == nil {
+		err = lifecycle.StartAll(ctx, services)
 	}
-	return s, nil
+	if err != nil {
+		eng.Close()
+		return nil, err
+	}
+	return &system{eng: eng, services: services}, nil
 }
 
 func (s *system) stop() {
