@@ -7,6 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"os"
+	"syscall"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -171,3 +174,15 @@ func (b *limitedBuffer) Write(p []byte) (int, error) {
 }
 
 func (b *limitedBuffer) String() string { return b.buf.String() }
+
+// stopChild asks a child process to exit (SIGTERM) and kills it if it has
+// not within grace; exited is closed once it has been waited for.
+func stopChild(p *os.Process, exited <-chan struct{}, grace time.Duration) {
+	_ = p.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(grace):
+		_ = p.Kill()
+		<-exited
+	}
+}

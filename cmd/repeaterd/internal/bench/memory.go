@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"repeaterd/store"
@@ -47,17 +46,10 @@ func runMemory(ctx context.Context, e *env) error {
 		if err := cmd.Start(); err != nil {
 			return err
 		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		stop := func() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-exited:
-			case <-time.After(30 * time.Second):
-				_ = cmd.Process.Kill()
-				<-exited
-			}
-		}
+		exited := make(chan struct{})
+		var exitErr error
+		go func() { exitErr = cmd.Wait(); close(exited) }()
+		stop := func() { stopChild(cmd.Process, exited, 30*time.Second) }
 		limit := 10 * time.Minute
 		if !newPath {
 			limit = max(newWall, e.durationOf(90*time.Second, 45*time.Second))
@@ -67,8 +59,8 @@ func runMemory(ctx context.Context, e *env) error {
 		report := time.Now()
 		for {
 			select {
-			case err := <-exited:
-				return fmt.Errorf("repeaterd run exited early: %v\n%s", err, logs)
+			case <-exited:
+				return fmt.Errorf("repeaterd run exited early: %v\n%s", exitErr, logs)
 			case <-ctx.Done():
 				stop()
 				return ctx.Err()

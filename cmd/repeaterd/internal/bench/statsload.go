@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"repeaterd/store"
@@ -70,13 +69,7 @@ func (p *statsConsumerProc) stop() {
 	if p.cmd == nil {
 		return
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
+	stopChild(p.cmd.Process, p.done, 15*time.Second)
 	p.cmd = nil
 }
 
