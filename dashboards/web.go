@@ -110,9 +110,11 @@ func WithPage(h http.Handler) WebOption { return func(w *Web) { w.page = h } }
 // WithLogger logs through l. Defaults to slog.Default().
 func WithLogger(l *slog.Logger) WebOption { return func(w *Web) { w.logger = l } }
 
-// WithMonitorRedis gives asynqmon its Redis connection. Defaults to one
-// derived from the Web's client (a *redis.Client or *redis.ClusterClient);
-// a Sentinel deployment passes its asynq.RedisFailoverClientOpt here.
+// WithMonitorRedis gives asynqmon its Redis connection: repeaterd passes the
+// engine's parsed REDIS_URL (tasks.RedisOptions), whatever the deployment.
+// Defaults to one derived from the Web's client (a single-server
+// *redis.Client or a *redis.ClusterClient; a Sentinel client is refused, as
+// its options do not say where the master is).
 func WithMonitorRedis(opt asynq.RedisConnOpt) WebOption { return func(w *Web) { w.monitorOpt = opt } }
 
 // Web is the web role. It is a lifecycle.Service.
@@ -175,6 +177,9 @@ func monitorConnOpt(rdb redis.UniversalClient) (asynq.RedisConnOpt, error) {
 	switch c := rdb.(type) {
 	case *redis.Client:
 		o := c.Options()
+		if o.Addr == "FailoverClient" { // go-redis's mark of a Sentinel client
+			break
+		}
 		return asynq.RedisClientOpt{
 			Network: o.Network, Addr: o.Addr, Username: o.Username, Password: o.Password, DB: o.DB,
 			DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout,

@@ -46,9 +46,9 @@ type Engine struct {
 	Processor *repeaters.Processor
 	Legacy    *repeaters.Legacy
 	Logger    *slog.Logger
-	// redisOpt gives asynq's server and scheduler connections of their own,
-	// which they close on shutdown.
-	redisOpt asynq.RedisConnOpt
+	// redisOpt is REDIS_URL parsed; it gives asynq's server and scheduler
+	// connections of their own, which they close on shutdown.
+	redisOpt RedisOptions
 }
 
 // OpenEngine connects to Postgres and Redis.
@@ -57,23 +57,19 @@ func OpenEngine(ctx context.Context, cfg EngineConfig, logger *slog.Logger) (*En
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	opt, err := redis.ParseURL(cfg.RedisURL)
+	redisOpt, err := ParseRedisURL(cfg.RedisURL)
 	if err != nil {
-		return nil, fmt.Errorf("bad REDIS_URL: %w", err)
-	}
-	redisOpt, err := asynq.ParseRedisURI(cfg.RedisURL)
-	if err != nil {
-		return nil, fmt.Errorf("bad REDIS_URL: %w", err)
+		return nil, err
 	}
 	st, err := store.OpenWith(ctx, cfg.DatabaseURL, store.Options{LegacyByDefault: cfg.LegacyByDefault})
 	if err != nil {
 		return nil, err
 	}
-	rdb := redis.NewClient(opt)
+	rdb := redisOpt.NewClient()
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		st.Close()
 		_ = rdb.Close()
-		return nil, fmt.Errorf("redis: %w", err)
+		return nil, fmt.Errorf("redis (%s): %w", redisOpt, err)
 	}
 	e := &Engine{cfg: cfg, Store: st, Redis: rdb, Logger: logger, redisOpt: redisOpt}
 	e.Locker = repeaters.NewLocker(rdb, cfg.LockTTL)
@@ -86,6 +82,11 @@ func OpenEngine(ctx context.Context, cfg EngineConfig, logger *slog.Logger) (*En
 
 // Config is the engine's configuration with its defaults filled in.
 func (e *Engine) Config() EngineConfig { return e.cfg }
+
+// RedisOptions is REDIS_URL parsed, for the parts outside this package
+// that open Redis connections of their own (asynqmon): they then reach the
+// same deployment, Sentinel or Cluster included, with the same settings.
+func (e *Engine) RedisOptions() RedisOptions { return e.redisOpt }
 
 // DatabaseURL is the Postgres URL the engine was opened with.
 func (e *Engine) DatabaseURL() string { return e.cfg.DatabaseURL }

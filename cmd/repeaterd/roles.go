@@ -15,7 +15,8 @@ import (
 // dashboardRoles builds the roles that live in dashboards/: the WAL stats
 // consumer and the web role (the JSON API, /healthz, /readyz, /metrics,
 // asynqmon at /monitor/ and the dashboard at /), on the engine's Postgres
-// pool and Redis client.
+// pool and Redis client (asynqmon opens its own from the engine's parsed
+// REDIS_URL, so it follows a Sentinel master or a cluster too).
 func dashboardRoles(o runOptions) map[string]tasks.RoleBuilder {
 	return map[string]tasks.RoleBuilder{
 		tasks.RoleStats: func(_ context.Context, eng *tasks.Engine) (lifecycle.Service, error) {
@@ -36,7 +37,8 @@ func dashboardRoles(o runOptions) map[string]tasks.RoleBuilder {
 					MaxPayloadBytes:     o.maxPayloadBytes,
 					AllowPrivateTargets: eng.Config().Sender.AllowPrivateTargets,
 				},
-			}, eng.Store, eng.Redis, dashboards.WithLogger(eng.Logger), dashboards.WithPage(page))
+			}, eng.Store, eng.Redis, dashboards.WithLogger(eng.Logger), dashboards.WithPage(page),
+				dashboards.WithMonitorRedis(eng.RedisOptions().WithPoolSize(4)))
 		},
 	}
 }
