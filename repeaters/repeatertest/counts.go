@@ -16,6 +16,9 @@ type Stats struct {
 	Duplicates int `json:"duplicates"`
 	// DuplicatedIDs is how many webhook-ids arrived more than once.
 	DuplicatedIDs int `json:"duplicated_ids"`
+	// Overlaps is how many deliveries arrived while another delivery of the
+	// same webhook-id was still being answered: a record sent twice at once.
+	Overlaps int `json:"overlaps"`
 	// NoID is how many deliveries came without a webhook-id.
 	NoID int `json:"no_id"`
 	// BadSignatures is how many deliveries failed the signature check.
@@ -28,7 +31,7 @@ type Stats struct {
 func (rc *Receiver) Stats() Stats {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
-	s := Stats{Requests: rc.requests, Unique: len(rc.ids), Duplicates: rc.repeats, NoID: rc.noID,
+	s := Stats{Requests: rc.requests, Unique: len(rc.ids), Duplicates: rc.repeats, Overlaps: rc.overlaps, NoID: rc.noID,
 		BadSignatures: rc.badSigs, ByPath: make(map[string]int, len(rc.byPath))}
 	for _, c := range rc.ids {
 		if c.n > 1 {

@@ -79,6 +79,8 @@ type Receiver struct {
 	byPath   map[string][]time.Time
 	active   map[string]int // path → deliveries being answered
 	peak     map[string]int // path → most deliveries answered at once
+	inFlight map[string]int // webhook-id → its deliveries being answered
+	overlaps int            // deliveries that arrived while their webhook-id was being answered
 	// changed is closed, and replaced, on every arrival: waiters re-check
 	// their condition then instead of polling.
 	changed chan struct{}
@@ -101,10 +103,10 @@ func New(cfg Config) (*Receiver, error) {
 }
 
 func (rc *Receiver) clear() {
-	rc.requests, rc.noID, rc.repeats, rc.badSigs = 0, 0, 0, 0
+	rc.requests, rc.noID, rc.repeats, rc.badSigs, rc.overlaps = 0, 0, 0, 0, 0
 	rc.ids = map[string]*idCount{}
 	rc.byPath = map[string][]time.Time{}
-	rc.active, rc.peak = map[string]int{}, map[string]int{}
+	rc.active, rc.peak, rc.inFlight = map[string]int{}, map[string]int{}, map[string]int{}
 	rc.changed = make(chan struct{})
 }
 
@@ -126,7 +128,7 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 	}
 	rc.arrive(r.Header.Get(repeaters.HeaderWebhookID), r.URL.Path, at, signed)
-	defer rc.leave(r.URL.Path)
+	defer rc.leave(r.Header.Get(repeaters.HeaderWebhookID), r.URL.Path)
 	if rc.cfg.Respond != nil {
 		rc.cfg.Respond(w, r)
 		return
@@ -173,6 +175,12 @@ func (rc *Receiver) arrive(id, path string, at time.Time, signed bool) {
 	if !signed {
 		rc.badSigs++
 	}
+	if id != "" {
+		if rc.inFlight[id] > 0 {
+			rc.overlaps++
+		}
+		rc.inFlight[id]++
+	}
 	switch c := rc.ids[id]; {
 	case id == "":
 		rc.noID++
@@ -186,11 +194,14 @@ func (rc *Receiver) arrive(id, path string, at time.Time, signed bool) {
 	rc.changed = make(chan struct{})
 }
 
-// leave notes that a delivery to path has been answered.
-func (rc *Receiver) leave(path string) {
+// leave notes that a delivery of id to path has been answered.
+func (rc *Receiver) leave(id, path string) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	rc.active[path]--
+	if rc.inFlight[id]--; rc.inFlight[id] <= 0 {
+		delete(rc.inFlight, id)
+	}
 }
 
 // Reset forgets every delivery.
@@ -198,7 +209,7 @@ func (rc *Receiver) Reset() {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	close(rc.changed)
-	active := rc.active
+	active, inFlight := rc.active, rc.inFlight
 	rc.clear()
-	rc.active = active // deliveries being answered still leave
+	rc.active, rc.inFlight = active, inFlight // deliveries being answered still leave
 }

@@ -121,6 +121,30 @@ func TestConcurrencyPeakPerPath(t *testing.T) {
 	}
 }
 
+func TestOverlapsPerID(t *testing.T) {
+	release := make(chan struct{})
+	sk := repeatertest.NewServer(t, repeatertest.Config{Respond: func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/held" {
+			<-release
+		}
+	}})
+	var wg sync.WaitGroup
+	for _, id := range []string{"msg_1", "msg_1", "msg_2"} { // msg_1 twice at once
+		wg.Go(func() { deliver(t, sk.URL("/held"), id, "", "{}") })
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if !sk.WaitCount(wctx, "/held", 3) {
+		t.Fatal("the held deliveries never all arrived")
+	}
+	close(release)
+	wg.Wait()
+	deliver(t, sk.URL("/free"), "msg_2", "", "{}") // again, but after the first was answered
+	if s := sk.Stats(); s.Overlaps != 1 || s.Duplicates != 2 {
+		t.Fatalf("Overlaps = %d (want 1), Duplicates = %d (want 2)", s.Overlaps, s.Duplicates)
+	}
+}
+
 func TestWaitForID(t *testing.T) {
 	sk := repeatertest.NewServer(t, repeatertest.Config{})
 	woken := make(chan time.Time, 1)
