@@ -57,8 +57,10 @@ func (l *Locker) Acquire(ctx context.Context, repeaterID int64) (token string, o
 var (
 	// KEYS[1] lock key; ARGV[1] token, ARGV[2] ttl ms. Returns 1 if extended.
 	luaExtend = redis.NewScript(`if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("pexpire", KEYS[1], ARGV[2]) else return 0 end`)
-	// KEYS[1] lock key, KEYS[2] wake channel; ARGV[1] token. Returns 1 if released.
-	luaRelease = redis.NewScript(`if redis.call("get", KEYS[1]) == ARGV[1] then redis.call("del", KEYS[1]); redis.call("publish", KEYS[2], "released"); return 1 else return 0 end`)
+	// KEYS[1] lock key; ARGV[1] token, ARGV[2] wake channel (not a key: on
+	// a Redis Cluster every key of a script must share a slot). Returns 1
+	// if released.
+	luaRelease = redis.NewScript(`if redis.call("get", KEYS[1]) == ARGV[1] then redis.call("del", KEYS[1]); redis.call("publish", ARGV[2], "released"); return 1 else return 0 end`)
 )
 
 // Holds reports whether token still holds the repeater's lock.
@@ -79,7 +81,7 @@ func (l *Locker) Extend(ctx context.Context, repeaterID int64, token string) (bo
 // Release frees the lock if token still holds it (compare-and-delete) and
 // wakes the dispatcher.
 func (l *Locker) Release(ctx context.Context, repeaterID int64, token string) (bool, error) {
-	n, err := luaRelease.Run(ctx, l.rdb, []string{LockKey(repeaterID), WakeChannel}, token).Int()
+	n, err := luaRelease.Run(ctx, l.rdb, []string{LockKey(repeaterID)}, token, WakeChannel).Int()
 	return n == 1, err
 }
 
@@ -92,6 +94,9 @@ func (l *Locker) Locked(ctx context.Context, ids []int64) ([]bool, error) {
 	for i, id := range ids {
 		keys[i] = LockKey(id)
 	}
+	if _, ok := l.rdb.(*redis.ClusterClient); ok {
+		return l.lockedOnCluster(ctx, keys)
+	}
 	vals, err := l.rdb.MGet(ctx, keys...).Result()
 	if err != nil {
 		return nil, err
@@ -99,6 +104,26 @@ func (l *Locker) Locked(ctx context.Context, ids []int64) ([]bool, error) {
 	out := make([]bool, len(ids))
 	for i, v := range vals {
 		out[i] = v != nil
+	}
+	return out, nil
+}
+
+// lockedOnCluster is Locked where the keys live in different hash slots,
+// which one MGET may not span: one pipelined EXISTS per key, which the
+// cluster client sends as one round trip per node.
+func (l *Locker) lockedOnCluster(ctx context.Context, keys []string) ([]bool, error) {
+	cmds := make([]*redis.IntCmd, len(keys))
+	if _, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.Exists(ctx, k)
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	out := make([]bool, len(keys))
+	for i, c := range cmds {
+		out[i] = c.Val() == 1
 	}
 	return out, nil
 }
