@@ -2,10 +2,7 @@ package tasks_test
 
 import (
 	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -15,6 +12,7 @@ import (
 	"repeaterd/repeaters/repeatertest"
 	"repeaterd/store"
 	"repeaterd/tasks"
+	"repeaterd/tasks/internal/chaostest"
 )
 
 // Drills run the system under a steady load and break something mid-run.
@@ -154,83 +152,19 @@ func TestDrillRedisLosesEverything(t *testing.T) {
 	t.Logf("recovered and drained %s after Redis lost everything (reconcile: lock TTL 2s, legacy claim 2s)", time.Since(lost))
 }
 
-// pgProxy stands between the system and Postgres; cut() drops every
-// connection and refuses new ones for a while, as a restart does.
-type pgProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	conns  []net.Conn
-	downTo time.Time
-}
-
-func newPGProxy(t *testing.T, dbURL string) (*pgProxy, string) {
-	u, _ := url.Parse(dbURL)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &pgProxy{ln: ln, target: u.Host}
-	go p.serve()
-	t.Cleanup(func() { ln.Close(); p.cut(0) })
-	u.Host = ln.Addr().String()
-	return p, u.String()
-}
-
-func (p *pgProxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		down := time.Now().Before(p.downTo)
-		if !down {
-			p.conns = append(p.conns, c)
-		}
-		p.mu.Unlock()
-		if down {
-			c.Close()
-			continue
-		}
-		go p.pipe(c)
-	}
-}
-
-func (p *pgProxy) pipe(c net.Conn) {
-	up, err := net.Dial("tcp", p.target)
-	if err != nil {
-		c.Close()
-		return
-	}
-	p.mu.Lock()
-	p.conns = append(p.conns, up)
-	p.mu.Unlock()
-	go func() { io.Copy(up, c); up.Close() }()
-	io.Copy(c, up)
-	c.Close()
-}
-
-func (p *pgProxy) cut(down time.Duration) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.downTo = time.Now().Add(down)
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
 func TestDrillPostgresRestart(t *testing.T) {
-	var proxy *pgProxy
-	h := newHarness(t, func(c *tasks.EngineConfig) { proxy, c.DatabaseURL = newPGProxy(t, c.DatabaseURL) })
+	var proxy *chaostest.Proxy
+	h := newHarness(t, func(c *tasks.EngineConfig) {
+		proxy = chaostest.NewProxy(t, "127.0.0.1:0", chaostest.TargetOf(c.DatabaseURL))
+		c.DatabaseURL = proxy.URL(c.DatabaseURL)
+	})
 	sk := repeatertest.NewServer(t, repeatertest.Config{})
 	reps := []*store.Repeater{h.repeater("a", sk.URL("/a")), h.repeater("b", sk.URL("/b"))}
 	h.start("dispatcher", "worker", "scheduler")
 	load := startLoad(h, reps...) // registers through the proxy too: refused while down
 	deliveringAfter(h, 0, len(reps), 5*time.Second)
 	before := lastID(h)
-	proxy.cut(drillLength(3*time.Second, 20*time.Second))
+	proxy.Cut(drillLength(3*time.Second, 20*time.Second))
 	restarted := time.Now()
 	// Records registered after the cut can only be once Postgres is back, so
 	// this wait spans the whole outage.

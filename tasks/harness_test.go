@@ -121,10 +121,15 @@ func (h *harness) start(roles ...string) {
 }
 
 // spawn runs roles in a subprocess; the returned process can be killed.
-func (h *harness) spawn(roles string) *process {
+func (h *harness) spawn(roles string) *process { return h.spawnWith(h.cfg, roles) }
+
+// spawnWith runs roles on cfg in a subprocess, started through prefix (a
+// command and its arguments, such as `ip netns exec NAME`) when given.
+func (h *harness) spawnWith(c tasks.EngineConfig, roles string, prefix ...string) *process {
 	h.t.Helper()
-	cfg, _ := json.Marshal(h.cfg)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cfg, _ := json.Marshal(c)
+	argv := append(append([]string(nil), prefix...), os.Args[0], "-test.run=^$")
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), roleEnv+"="+roles, "REPEATERD_E2E_CONFIG="+string(cfg))
 	stderr, _ := cmd.StderrPipe()
 	p := &process{cmd: cmd, started: make(chan struct{}), leading: make(chan struct{})}
@@ -147,6 +152,15 @@ type process struct {
 	leading  chan struct{}
 	once     sync.Once
 	leadOnce sync.Once
+	mu       sync.Mutex
+	warnings []string // the child's WARN and ERROR log lines
+}
+
+// Warnings returns the child's WARN and ERROR log lines so far.
+func (p *process) Warnings() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.warnings...)
 }
 
 func (p *process) watch(r io.Reader) {
@@ -155,6 +169,11 @@ func (p *process) watch(r io.Reader) {
 		line := sc.Text()
 		if os.Getenv("E2E_DEBUG") != "" {
 			fmt.Fprintln(os.Stderr, "child:", line)
+		}
+		if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") {
+			p.mu.Lock()
+			p.warnings = append(p.warnings, line)
+			p.mu.Unlock()
 		}
 		if strings.Contains(line, "roles started") {
 			p.once.Do(func() { close(p.started) })
