@@ -52,6 +52,13 @@ func runRoles(roles string) {
 	if err != nil {
 		panic(err)
 	}
+	// Batch events for the drills that follow one process's batches.
+	eng.Processor.OnRecorded = func(b repeaters.Batch, sum store.BatchSummary) {
+		logger.Info("batch recorded", "repeater", b.RepeaterID, "attempted", sum.Attempted, "failed", sum.Failed)
+	}
+	eng.Processor.OnApplied = func(id int64, d store.BatchDecision) {
+		logger.Info("batch applied", "repeater", id, "backoff_count", d.BackoffCount)
+	}
 	services := roleServices(eng, roles)
 	for _, s := range services {
 		if err := s.Start(sigCtx); err != nil {
@@ -153,14 +160,26 @@ type process struct {
 	once     sync.Once
 	leadOnce sync.Once
 	mu       sync.Mutex
-	warnings []string // the child's WARN and ERROR log lines
+	logged   []logLine // the child's warnings, errors and batch events
 }
 
-// Warnings returns the child's WARN and ERROR log lines so far.
-func (p *process) Warnings() []string {
+type logLine struct {
+	at   time.Time // when the parent read it
+	text string
+}
+
+// linesAfter returns the child's log lines kept (warnings, errors, batch
+// events) that were read after at and contain substr.
+func (p *process) linesAfter(at time.Time, substr string) []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]string(nil), p.warnings...)
+	var out []string
+	for _, l := range p.logged {
+		if l.at.After(at) && strings.Contains(l.text, substr) {
+			out = append(out, l.text)
+		}
+	}
+	return out
 }
 
 func (p *process) watch(r io.Reader) {
@@ -170,9 +189,9 @@ func (p *process) watch(r io.Reader) {
 		if os.Getenv("E2E_DEBUG") != "" {
 			fmt.Fprintln(os.Stderr, "child:", line)
 		}
-		if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") {
+		if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") || strings.Contains(line, "msg=\"batch ") {
 			p.mu.Lock()
-			p.warnings = append(p.warnings, line)
+			p.logged = append(p.logged, logLine{time.Now(), line})
 			p.mu.Unlock()
 		}
 		if strings.Contains(line, "roles started") {
