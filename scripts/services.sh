@@ -126,6 +126,23 @@ redis_up() {
 	exit 1
 }
 
+# drill_tools makes sure the reliability drills find what they start of
+# their own: redis-server (also run as `redis-server CONF --sentinel`, so
+# the redis-sentinel package is not needed), redis-cli, and ip(8) for the
+# network namespaces. Without them, and not root, the drills skip.
+drill_tools() {
+	local pkg_bin pkg bin
+	for pkg_bin in redis-server:redis-server redis-tools:redis-cli iproute2:ip; do
+		pkg=${pkg_bin%%:*} bin=${pkg_bin##*:}
+		command -v "$bin" >/dev/null && continue
+		if [ "$(id -u)" -eq 0 ]; then
+			need_root_install "$pkg" "$bin"
+		else
+			log "no $bin: the drills that need it will skip (sudo apt-get install -y $pkg)"
+		fi
+	done
+}
+
 print_env() {
 	echo "export DATABASE_URL='${DATABASE_URL:-postgres://postgres@127.0.0.1:$pg_port/repeaterd?sslmode=disable}'"
 	echo "export REDIS_URL='${REDIS_URL:-redis://127.0.0.1:$redis_port/0}'"
@@ -139,6 +156,7 @@ up() {
 			"$(pg_bindir)/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -qc "CREATE DATABASE repeaterd" >&2
 	}
 	[ -n "${REDIS_URL:-}" ] && log "using REDIS_URL from the environment" || redis_up
+	drill_tools
 	print_env
 }
 
