@@ -171,3 +171,11 @@ func FuzzParseRedisURL(f *testing.F) {
 		}
 	})
 }
+
+// A malformed REDIS_URL is refused before anything is opened.
+func TestOpenEngineRefusesBadRedisURL(t *testing.T) {
+	_, err := OpenEngine(t.Context(), EngineConfig{DatabaseURL: "postgres://127.0.0.1:1/none", RedisURL: "redis+sentinel://h:1"}, nil)
+	if err == nil || !strings.Contains(err.Error(), "REDIS_URL: a Sentinel URL names the master") {
+		t.Fatalf("OpenEngine: %v", err)
+	}
+}
