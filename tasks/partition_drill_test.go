@@ -73,7 +73,7 @@ func TestDrillNetworkPartition(t *testing.T) {
 	cutAt := time.Now()
 	close(src.hold) // the held delivery is answered now: the answer is lost
 	before := lastID(h)
-	deliveringAfter(h, before, len(reps), 0) // the others carry on
+	deliveringAfter(h, before, len(reps), 0)        // the others carry on
 	time.Sleep(time.Until(cutAt.Add(partitionFor))) // the partition is a window of time, not an event
 	attemptsAtHeal := h.countSQL(`SELECT coalesce(max(id), 0) FROM repeat_record_attempts`)
 	victim.Heal()
