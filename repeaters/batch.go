@@ -35,31 +35,73 @@ type Processor struct {
 // task's context has ended (shutdown) so nothing sent goes unrecorded.
 const recordTimeout = 30 * time.Second
 
+// Owner is the claim owner of a batch's records.
+func (b Batch) Owner() string { return "batch:" + b.Token }
+
 // ProcessBatch sends one batch. It reports whether update_repeater must run
-// for this token (false when the lock was lost: another batch owns the
-// repeater now). A retry after a crash that already recorded the batch sends
-// nothing and only asks for the update again.
+// for this token (false when another batch owns the repeater now). A retry
+// after a crash that already recorded the batch sends nothing and only asks
+// for the update again. An earlier batch whose update never applied (its lock
+// lapsed first) is applied before this one sends, so no outcome is lost and a
+// repeater that should be backed off sends nothing.
 func (p *Processor) ProcessBatch(ctx context.Context, b Batch) (needsUpdate bool, err error) {
-	holds, err := p.Locker.Holds(ctx, b.RepeaterID, b.Token)
-	if err != nil || !holds {
+	if ok, err := p.holdLock(ctx, b); err != nil || !ok {
 		return false, err
 	}
 	r, err := p.Store.GetRepeater(ctx, b.RepeaterID)
 	if err != nil {
 		return true, err
 	}
-	if r.PendingBatch != nil && *r.PendingBatch == b.Token {
-		return true, nil // recorded before a crash; only the update is missing
+	if r.PendingBatch != nil {
+		if *r.PendingBatch == b.Token {
+			return true, nil // recorded before a crash; only the update is missing
+		}
+		if err := p.apply(ctx, r.ID, *r.PendingBatch); err != nil {
+			return true, err
+		}
+		if r, err = p.Store.GetRepeater(ctx, b.RepeaterID); err != nil {
+			return true, err
+		}
 	}
-	if r.IsDeleted || r.IsPaused {
+	if r.IsDeleted || r.IsPaused || p.backedOff(r) {
 		return true, nil // nothing sent: the update releases the lock
 	}
-	recs, err := p.Store.ClaimReadyRecords(ctx, r.ID, b.Limit, p.Locker.TTL())
+	recs, err := p.Store.ClaimReadyRecords(ctx, r.ID, b.Limit, b.Owner(), p.Locker.TTL())
 	if err != nil || len(recs) == 0 {
 		return true, err
 	}
 	outcomes, unsent := p.send(ctx, r, b, recs)
 	return true, p.record(ctx, r, b, outcomes, unsent)
+}
+
+// holdLock proves the batch's token holds the repeater's lock. A batch whose
+// task waited in the queue past its lock takes the lock back if nobody else
+// did (and runs); if a successor holds it, the batch is dropped, loudly: its
+// records were never claimed, so nothing is lost.
+func (p *Processor) holdLock(ctx context.Context, b Batch) (bool, error) {
+	holds, err := p.Locker.Holds(ctx, b.RepeaterID, b.Token)
+	if err != nil || holds {
+		return holds, err
+	}
+	took, err := p.Locker.Reacquire(ctx, b.RepeaterID, b.Token)
+	if err != nil {
+		return false, err
+	}
+	if took {
+		lateBatches.WithLabelValues(lateResumed).Inc()
+		p.Logger.Info("batch resumed after its lock lapsed in the queue", "repeater", b.RepeaterID)
+		return true, nil
+	}
+	lateBatches.WithLabelValues(lateSuperseded).Inc()
+	p.Logger.Warn("batch dropped: its lock lapsed in the queue and a newer batch holds the repeater",
+		"repeater", b.RepeaterID)
+	return false, nil
+}
+
+// backedOff reports whether the repeater is backed off now: a batch that
+// arrives inside a backoff window (a late or duplicate one) sends nothing.
+func (p *Processor) backedOff(r *store.Repeater) bool {
+	return r.NextAttemptAt != nil && r.NextAttemptAt.After(clockOr(p.Clock).Now())
 }
 
 // send runs the batch while a keeper extends the lock and the claims; losing
@@ -80,8 +122,9 @@ func (p *Processor) send(ctx context.Context, r *store.Repeater, b Batch, recs [
 	outcomes, unsent := p.sendWaves(sendCtx, r, recs)
 	cancel()
 	wg.Wait()
-	for _, o := range outcomes {
-		observe(o)
+	for i := range outcomes {
+		outcomes[i].Owner = b.Owner()
+		observe(outcomes[i])
 	}
 	return outcomes, unsent
 }
@@ -129,7 +172,7 @@ func (p *Processor) keep(ctx context.Context, stop context.CancelFunc, b Batch, 
 				stop()
 				return
 			}
-			if err := p.Store.ExtendClaims(ctx, ids, p.Locker.TTL()); err != nil && ctx.Err() == nil {
+			if err := p.Store.ExtendClaims(ctx, ids, b.Owner(), p.Locker.TTL()); err != nil && ctx.Err() == nil {
 				p.Logger.Warn("extend claims", "repeater", b.RepeaterID, "err", err)
 			}
 		}
@@ -141,15 +184,22 @@ func (p *Processor) keep(ctx context.Context, stop context.CancelFunc, b Batch, 
 func (p *Processor) record(ctx context.Context, r *store.Repeater, b Batch, outcomes []store.Outcome, unsent []int64) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
-	if err := p.Store.ReleaseClaims(ctx, unsent); err != nil {
+	if err := p.Store.ReleaseClaims(ctx, unsent, b.Owner()); err != nil {
 		return fmt.Errorf("release unsent claims: %w", err)
 	}
 	if len(outcomes) == 0 {
 		return nil
 	}
 	mark := &store.BatchMark{RepeaterID: r.ID, Token: b.Token, Summary: store.Summarize(outcomes)}
-	if _, err := p.Store.RecordOutcomes(ctx, outcomes, mark); err != nil {
+	changed, err := p.Store.RecordOutcomes(ctx, outcomes, mark)
+	if err != nil {
 		return err
+	}
+	countLate(len(outcomes) - changed)
+	// A fresh TTL for the wait until update_repeater runs; if that wait is
+	// longer still, the next batch applies this one first (ProcessBatch).
+	if _, err := p.Locker.Extend(ctx, b.RepeaterID, b.Token); err != nil {
+		p.Logger.Warn("extend the lock after recording", "repeater", b.RepeaterID, "err", err)
 	}
 	if p.OnRecorded != nil {
 		p.OnRecorded(b, mark.Summary)
@@ -158,22 +208,35 @@ func (p *Processor) record(ctx context.Context, r *store.Repeater, b Batch, outc
 }
 
 // UpdateRepeater applies a recorded batch's outcome to its repeater (once
-// per token), then releases the lock if the token still holds it, which
-// wakes the dispatcher.
+// per token, whatever happened to the lock), then releases the lock if the
+// token still holds it, which wakes the dispatcher.
 func (p *Processor) UpdateRepeater(ctx context.Context, repeaterID int64, token string) error {
+	if err := p.apply(ctx, repeaterID, token); err != nil {
+		return err
+	}
+	_, err := p.Locker.Release(ctx, repeaterID, token)
+	return err
+}
+
+// apply applies the batch recorded under token, if it is still the
+// repeater's pending batch.
+func (p *Processor) apply(ctx context.Context, repeaterID int64, token string) error {
 	var d store.BatchDecision
 	applied, err := p.Store.ApplyBatch(ctx, repeaterID, token, func(r *store.Repeater, sum store.BatchSummary) store.BatchDecision {
 		d = p.Policy.Decide(r, sum, clockOr(p.Clock).Now())
 		return d
 	})
-	if err != nil {
-		return err
-	}
-	if applied && p.OnApplied != nil {
+	if err == nil && applied && p.OnApplied != nil {
 		p.OnApplied(repeaterID, d)
 	}
-	_, err = p.Locker.Release(ctx, repeaterID, token)
 	return err
+}
+
+// countLate counts attempts whose claim was lost before they were recorded.
+func countLate(n int) {
+	if n > 0 {
+		lateOutcomes.Add(float64(n))
+	}
 }
 
 func observe(o store.Outcome) {

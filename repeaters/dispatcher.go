@@ -121,6 +121,7 @@ type Dispatcher struct {
 	passes   int
 	limits   *limits
 	inFlight map[int64]string // repeater → domain, for batches this leader enqueued
+	fence    Fence            // this leader's term; zero outside a term (direct RunOnce in tests)
 
 	life lifecycle.Base
 }
@@ -147,10 +148,11 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 func (d *Dispatcher) Stop(ctx context.Context) error { return d.life.Stop(ctx, nil) }
 
 // lead is the leader's loop: a pass, then sleep until something can change.
-func (d *Dispatcher) lead(ctx context.Context) {
+func (d *Dispatcher) lead(ctx context.Context, fence Fence) {
 	leading.Set(1)
 	defer leading.Set(0)
 	d.resetLeaderState()
+	d.fence = fence
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); d.listenPostgres(ctx) }()
@@ -241,7 +243,7 @@ func (d *Dispatcher) pass(ctx context.Context, res *PassResult) error {
 // dispatch locks a repeater and enqueues its batch; ok is false when another
 // holder has the lock. A failed enqueue frees the lock at once.
 func (d *Dispatcher) dispatch(ctx context.Context, r store.ReadyRepeater, n int, res *PassResult) (bool, error) {
-	token, ok, err := d.locker.Acquire(ctx, r.ID)
+	token, ok, err := d.acquire(ctx, r.ID)
 	if err != nil {
 		return false, err
 	}
@@ -258,6 +260,15 @@ func (d *Dispatcher) dispatch(ctx context.Context, r store.ReadyRepeater, n int,
 	res.Batches = append(res.Batches, b)
 	batchesEnqueued.Inc()
 	return true, nil
+}
+
+// acquire takes the repeater's lock under this leader's fence, so a leader
+// that was paused past its lease dispatches nothing.
+func (d *Dispatcher) acquire(ctx context.Context, repeaterID int64) (string, bool, error) {
+	if d.fence.Token == "" {
+		return d.locker.Acquire(ctx, repeaterID)
+	}
+	return d.locker.AcquireFenced(ctx, repeaterID, d.fence)
 }
 
 // forgetFinished drops batches whose lock is gone (released or lapsed).

@@ -11,7 +11,7 @@ import (
 )
 
 // LeaderKey is the Redis key of the dispatcher's lease.
-const LeaderKey = "repeaterd:leader:dispatcher"
+const LeaderKey = "{repeaterd}:leader:dispatcher"
 
 // DefaultLeaseTTL is how long a dead leader blocks a standby.
 const DefaultLeaseTTL = 5 * time.Second
@@ -33,9 +33,10 @@ func NewElector(rdb redis.UniversalClient, ttl time.Duration, logger *slog.Logge
 	return &Elector{locks: redislock.New(rdb), ttl: ttl, logger: logger}
 }
 
-// Run calls lead with a context that ends when leadership is lost, for as
-// long as ctx lives, retrying the lease while another process holds it.
-func (e *Elector) Run(ctx context.Context, lead func(context.Context)) {
+// Run calls lead with a context that ends when leadership is lost and the
+// term's Fence, for as long as ctx lives, retrying the lease while another
+// process holds it.
+func (e *Elector) Run(ctx context.Context, lead func(context.Context, Fence)) {
 	for ctx.Err() == nil {
 		lease, err := e.locks.Obtain(ctx, LeaderKey, e.ttl, nil)
 		if err != nil {
@@ -51,12 +52,12 @@ func (e *Elector) Run(ctx context.Context, lead func(context.Context)) {
 	}
 }
 
-func (e *Elector) hold(ctx context.Context, lease *redislock.Lock, lead func(context.Context)) {
+func (e *Elector) hold(ctx context.Context, lease *redislock.Lock, lead func(context.Context, Fence)) {
 	leadCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		lead(leadCtx)
+		lead(leadCtx, Fence{Key: LeaderKey, Token: lease.Token()})
 	}()
 	ticker := time.NewTicker(e.ttl / 3)
 	defer ticker.Stop()

@@ -3,6 +3,7 @@ package repeaters
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"math"
 	"time"
 
@@ -63,26 +64,31 @@ type Legacy struct {
 	OnSent func(store.Outcome)
 }
 
-// CheckRepeaters claims due legacy records page by page and hands each id to
-// enqueue. A record whose enqueue fails is released at once.
-func (l *Legacy) CheckRepeaters(ctx context.Context, enqueue func(ctx context.Context, recordID int64) error) (int, error) {
-	page := l.Page
-	if page <= 0 {
-		page = DefaultLegacyPage
-	}
+// LegacyClaim is one record check_repeaters claimed: its send task carries
+// the owner, and sends only while that claim holds.
+type LegacyClaim struct {
+	RecordID int64
+	Owner    string
+}
+
+// CheckRepeaters claims due legacy records page by page and hands each claim
+// to enqueue. Each page is claimed under an owner of its own, so a record
+// claimed again after its claim lapsed gets a new send task, and the old one
+// (if it still waits) finds its claim gone and sends nothing. A record whose
+// enqueue fails is released at once.
+func (l *Legacy) CheckRepeaters(ctx context.Context, enqueue func(ctx context.Context, c LegacyClaim) error) (int, error) {
+	page := cmp.Or(l.Page, DefaultLegacyPage)
+	claimFor := cmp.Or(l.Claim, DefaultLegacyClaim)
 	total := 0
 	for ctx.Err() == nil {
-		claim := l.Claim
-		if claim <= 0 {
-			claim = DefaultLegacyClaim
-		}
-		ids, err := l.Store.ClaimLegacyRecords(ctx, page, claim)
+		owner := "legacy:" + rand.Text()
+		ids, err := l.Store.ClaimLegacyRecords(ctx, page, owner, claimFor)
 		if err != nil {
 			return total, err
 		}
 		for i, id := range ids {
-			if err := enqueue(ctx, id); err != nil {
-				_ = l.Store.ReleaseClaims(context.WithoutCancel(ctx), ids[i:])
+			if err := enqueue(ctx, LegacyClaim{RecordID: id, Owner: owner}); err != nil {
+				_ = l.Store.ReleaseClaims(context.WithoutCancel(ctx), ids[i:], owner)
 				return total, err
 			}
 			total++
@@ -94,12 +100,14 @@ func (l *Legacy) CheckRepeaters(ctx context.Context, enqueue func(ctx context.Co
 	return total, ctx.Err()
 }
 
-// SendRecord sends one record: a deleted repeater cancels it, a paused one
-// postpones it, otherwise one attempt is made and recorded with the record's
-// next retry.
-func (l *Legacy) SendRecord(ctx context.Context, recordID int64) error {
+// SendRecord sends one record under the claim check_repeaters took: a
+// deleted repeater cancels it, a paused one postpones it, otherwise one
+// attempt is made and recorded with the record's next retry. A claim that no
+// longer holds (the other path took the record after the claim lapsed, or it
+// was recorded) sends nothing.
+func (l *Legacy) SendRecord(ctx context.Context, c LegacyClaim) error {
 	clock := clockOr(l.Clock)
-	rec, _, err := l.Store.GetRecord(ctx, recordID)
+	rec, _, err := l.Store.GetRecord(ctx, c.RecordID)
 	if err != nil || !rec.State.Ready() {
 		if store.ErrorCode(err) == store.ENOTFOUND {
 			return nil // purged meanwhile
@@ -112,29 +120,33 @@ func (l *Legacy) SendRecord(ctx context.Context, recordID int64) error {
 	}
 	switch {
 	case r.IsDeleted:
-		_, err := l.Store.CancelRecord(ctx, recordID)
+		_, err := l.Store.CancelRecord(ctx, c.RecordID)
 		if store.ErrorCode(err) == store.ECONFLICT {
 			return nil
 		}
 		return err
 	case r.IsPaused:
-		return l.Store.PostponeRecord(ctx, recordID, clock.Now().Add(l.Schedule.Delay(1)))
+		return l.Store.PostponeRecord(ctx, c.RecordID, c.Owner, clock.Now().Add(l.Schedule.Delay(1)))
 	}
-	ready, err := l.Store.ClaimRecord(ctx, recordID, r.Timeout()+time.Minute)
+	ready, err := l.Store.ClaimRecord(ctx, c.RecordID, c.Owner, r.Timeout()+time.Minute)
+	if store.ErrorCode(err) == store.ENOTFOUND {
+		// Not ours any more; a cancel waiting on our claim takes effect.
+		return l.Store.ReleaseClaims(ctx, []int64{c.RecordID}, c.Owner)
+	}
 	if err != nil {
-		if store.ErrorCode(err) == store.ENOTFOUND {
-			return nil // recorded meanwhile
-		}
 		return err
 	}
 	out := l.Sender.Send(ctx, r, ready)
+	out.Owner = c.Owner
 	observe(out)
 	if out.State == store.StateFail {
 		out.NextCheck = clock.Now().Add(max(l.Schedule.Delay(ready.AttemptCount+1), out.RetryAfter))
 	}
-	if _, err := l.Store.RecordOutcomes(context.WithoutCancel(ctx), []store.Outcome{out}, nil); err != nil {
+	changed, err := l.Store.RecordOutcomes(context.WithoutCancel(ctx), []store.Outcome{out}, nil)
+	if err != nil {
 		return err
 	}
+	countLate(1 - changed)
 	if l.OnSent != nil {
 		l.OnSent(out)
 	}

@@ -95,11 +95,13 @@ func TestLegacySkipsARecordTheOtherPathDelivered(t *testing.T) {
 	p, ev := e.newProcessor()
 	l, sent := e.newLegacy()
 
-	// check_repeaters queued a send task; the flag flipped and a batch of the
-	// new path delivered the record before that task ran.
+	// check_repeaters queued a send task that waited past its claim; the
+	// flag flipped and a batch of the new path claimed and delivered the
+	// record before that task ran.
+	stale := claimForLegacy(t, e.st, id, -time.Second)
 	processBatch(t, p, e.lockedBatch(t, r, 10))
 	awaitSignal(t, ev.recorded, "the new path's batch recorded")
-	sendRecord(t, l, id)
+	runSend(t, l, stale)
 	if got, want := rc.received(), webhookIDs(id); !slices.Equal(got, want) {
 		t.Fatalf("receiver got %v; want the record once, from the new path", got)
 	}
@@ -111,9 +113,27 @@ func TestLegacySkipsARecordTheOtherPathDelivered(t *testing.T) {
 	}
 }
 
+// sendRecord claims id as check_repeaters does and runs its send task.
 func sendRecord(t *testing.T, l *Legacy, id int64) {
 	t.Helper()
-	if err := l.SendRecord(context.Background(), id); err != nil {
-		t.Fatalf("send record %d: %v", id, err)
+	runSend(t, l, claimForLegacy(t, l.Store, id, time.Minute))
+}
+
+func runSend(t *testing.T, l *Legacy, c LegacyClaim) {
+	t.Helper()
+	if err := l.SendRecord(context.Background(), c); err != nil {
+		t.Fatalf("send record %d: %v", c.RecordID, err)
 	}
+}
+
+// claimForLegacy takes check_repeaters' claim on id, lasting claimFor from
+// Postgres's now (negative: a claim that already lapsed).
+func claimForLegacy(t *testing.T, st *store.Store, id int64, claimFor time.Duration) LegacyClaim {
+	t.Helper()
+	c := LegacyClaim{RecordID: id, Owner: "legacy:" + t.Name()}
+	if _, err := st.Pool().Exec(context.Background(), `UPDATE repeat_records
+		SET claim_owner = $2, next_check = now() + $3::interval WHERE id = $1`, id, c.Owner, claimFor); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -2,6 +2,7 @@ package repeaters
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"time"
@@ -37,8 +38,45 @@ func NewLocker(rdb redis.UniversalClient, ttl time.Duration) *Locker {
 // TTL returns the lock lifetime.
 func (l *Locker) TTL() time.Duration { return l.ttl }
 
-// LockKey is the Redis key of a repeater's lock.
-func LockKey(repeaterID int64) string { return fmt.Sprintf("repeaterd:lock:repeater:%d", repeaterID) }
+// LockKey is the Redis key of a repeater's lock. Locks and the leader lease
+// share the {repeaterd} hash tag, so the fenced acquire can read both in one
+// script on a Redis Cluster too.
+func LockKey(repeaterID int64) string { return fmt.Sprintf("{repeaterd}:lock:repeater:%d", repeaterID) }
+
+// Fence is the dispatcher leader's term: the lease key and the token this
+// leader holds it with. A lock is taken under a fence only while the lease
+// still holds that token, so a paused leader whose lease passed to another
+// can never dispatch again.
+type Fence struct {
+	Key   string
+	Token string
+}
+
+// ErrFenced is returned when the leader's term ended before it acted.
+var ErrFenced = errors.New("no longer the leader")
+
+// AcquireFenced takes a repeater's lock, as Acquire, but only while fence
+// still holds its lease (checked in the same script). It returns ErrFenced
+// when the term is over.
+func (l *Locker) AcquireFenced(ctx context.Context, repeaterID int64, fence Fence) (token string, ok bool, err error) {
+	token = rand.Text()
+	n, err := luaAcquireFenced.Run(ctx, l.rdb, []string{LockKey(repeaterID), fence.Key},
+		token, l.ttl.Milliseconds(), fence.Token).Int()
+	switch {
+	case err != nil:
+		return "", false, err
+	case n < 0:
+		return "", false, ErrFenced
+	}
+	return token, n == 1, nil
+}
+
+// Reacquire takes a lapsed lock back for token, unless another holder has
+// it: a batch whose task waited in the queue past its lock may still run, but
+// never beside a successor.
+func (l *Locker) Reacquire(ctx context.Context, repeaterID int64, token string) (bool, error) {
+	return l.rdb.SetNX(ctx, LockKey(repeaterID), token, l.ttl).Result()
+}
 
 // Acquire takes a repeater's lock. ok is false when another holder has it.
 func (l *Locker) Acquire(ctx context.Context, repeaterID int64) (token string, ok bool, err error) {
@@ -55,6 +93,12 @@ func (l *Locker) Acquire(ctx context.Context, repeaterID int64) (token string, o
 // The token scripts compare the stored token before acting, so a holder
 // whose lock lapsed and passed to another can never extend or free it.
 var (
+	// KEYS[1] lock key, KEYS[2] leader lease key; ARGV[1] token, ARGV[2] ttl
+	// ms, ARGV[3] the leader's lease token. Returns -1 if the lease is not
+	// the leader's any more, 1 if the lock was taken, 0 if it is held.
+	luaAcquireFenced = redis.NewScript(`if redis.call("get", KEYS[2]) ~= ARGV[3] then return -1 end
+if redis.call("set", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then return 1 end
+return 0`)
 	// KEYS[1] lock key; ARGV[1] token, ARGV[2] ttl ms. Returns 1 if extended.
 	luaExtend = redis.NewScript(`if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("pexpire", KEYS[1], ARGV[2]) else return 0 end`)
 	// KEYS[1] lock key; ARGV[1] token, ARGV[2] wake channel (not a key: on

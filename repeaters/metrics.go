@@ -32,10 +32,23 @@ var (
 		Name: "repeaterd_dispatcher_batches_enqueued_total",
 		Help: "process_repeater batches enqueued.",
 	})
+	lateBatches = countersBy("repeaterd_late_batches_total",
+		"Batches whose lock lapsed while they waited in the queue: resumed, or dropped for a successor", "outcome",
+		lateResumed, lateSuperseded)
+	lateOutcomes = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "repeaterd_late_outcomes_total",
+		Help: "Attempts recorded after their claim was lost: logged, but they did not change the record.",
+	})
 	leading = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "repeaterd_dispatcher_leader",
 		Help: "1 while this process leads the dispatcher.",
 	})
+)
+
+// Late batch outcomes.
+const (
+	lateResumed    = "resumed"
+	lateSuperseded = "superseded"
 )
 
 // countersBy returns a counter vector over one label whose known values are
@@ -54,5 +67,6 @@ func countersBy(name, help, label string, values ...string) *prometheus.CounterV
 
 // Collectors returns the engine's metrics for registration.
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{deliveries, deliveryDuration, passDuration, readyRepeaters, skips, batchesEnqueued, leading}
+	return []prometheus.Collector{deliveries, deliveryDuration, passDuration, readyRepeaters, skips, batchesEnqueued,
+		lateBatches, lateOutcomes, leading}
 }

@@ -2,74 +2,119 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 )
 
-// ClaimReadyRecords claims up to limit due ready records of a repeater,
-// oldest first, with their payloads, in one round trip. A claim moves
-// next_check to now+claimFor, so neither path takes the records again until
-// the claim is recorded, released or lapses (a crashed worker).
-func (s *Store) ClaimReadyRecords(ctx context.Context, repeaterID int64, limit int, claimFor time.Duration) ([]ReadyRecord, error) {
-	rows, err := s.pool.Query(ctx, `WITH picked AS (
-			SELECT id FROM repeat_records
-			WHERE repeater_id = $1 AND `+sqlReady+` AND next_check <= now()
-			ORDER BY registered_at, id
-			LIMIT $2
-			FOR UPDATE SKIP LOCKED
-		), claimed AS (
-			UPDATE repeat_records r SET next_check = now() + $3::interval
-			FROM picked WHERE r.id = picked.id
-			RETURNING r.*
-		)
-		SELECT c.id, c.domain, c.repeater_id, c.payload_id, c.state, c.registered_at, c.next_check,
-			c.attempt_count, c.max_possible_tries, c.idempotency_key, p.content_type, p.body
-		FROM claimed c JOIN payloads p ON p.id = c.payload_id
-		ORDER BY c.registered_at, c.id`, repeaterID, limit, claimFor)
-	if err != nil {
-		return nil, err
-	}
+// The claim model, one for both paths. A record is sent only under a claim:
+// claim_owner names the holder (a batch or a legacy send) and next_check is
+// the claim's expiry. A claim is taken only on a due ready record, so only if
+// the record is unclaimed or its claim lapsed. Outcomes, extensions and
+// releases act only while the writer's claim still holds (the fencing check
+// is in the same statement). An operator's requeue or cancel of a claimed
+// record is kept in requested_state and applied when the claim ends.
+
+// readyRecordColumns are a claimed record's columns and its payload, for the
+// claim queries' final SELECT over their "claimed" CTE.
+const readyRecordColumns = `c.id, c.domain, c.repeater_id, c.payload_id, c.state, c.registered_at, c.next_check,
+	c.attempt_count, c.max_possible_tries, c.idempotency_key, c.claim_owner, c.requested_state,
+	p.content_type, p.body`
+
+// sqlSettleRequests applies the requests of records whose claim lapsed with a
+// request waiting (its holder died): a cancel cancels, a requeue makes the
+// record due now. $1 is a repeater id, or NULL for all.
+const sqlSettleRequests = `UPDATE repeat_records SET
+		state = CASE WHEN requested_state = ` + sqlStateCancelled + ` THEN ` + sqlStateCancelled + ` ELSE state END,
+		requested_state = NULL, claim_owner = NULL, next_check = now()
+	WHERE requested_state IS NOT NULL AND ($1::bigint IS NULL OR repeater_id = $1)
+	  AND ` + sqlReady + ` AND next_check <= now()`
+
+func collectReady(rows pgx.Rows) ([]ReadyRecord, error) {
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (ReadyRecord, error) {
 		var r ReadyRecord
 		return r, row.Scan(append(r.scanTargets(), &r.ContentType, &r.Body)...)
 	})
 }
 
-// ClaimRecord claims one due ready record for the legacy sender.
-func (s *Store) ClaimRecord(ctx context.Context, id int64, claimFor time.Duration) (*ReadyRecord, error) {
-	var r ReadyRecord
-	err := s.pool.QueryRow(ctx, `WITH claimed AS (
-			UPDATE repeat_records SET next_check = now() + $2::interval
-			WHERE id = $1 AND `+sqlReady+`
-			RETURNING *
-		)
-		SELECT c.id, c.domain, c.repeater_id, c.payload_id, c.state, c.registered_at, c.next_check,
-			c.attempt_count, c.max_possible_tries, c.idempotency_key, p.content_type, p.body
-		FROM claimed c JOIN payloads p ON p.id = c.payload_id`, id, claimFor).
-		Scan(append(r.scanTargets(), &r.ContentType, &r.Body)...)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, Errorf(ENOTFOUND, "record %d is not ready", id)
+// ClaimReadyRecords claims for owner up to limit due ready records of a
+// repeater, oldest first, with their payloads, until now+claimFor. Records
+// with an operator's request waiting are settled first, not claimed.
+func (s *Store) ClaimReadyRecords(ctx context.Context, repeaterID int64, limit int, owner string, claimFor time.Duration) ([]ReadyRecord, error) {
+	if owner == "" {
+		return nil, Errorf(EINVALID, "a claim needs an owner")
 	}
-	return &r, err
+	var out []ReadyRecord
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, sqlSettleRequests, repeaterID); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `WITH picked AS (
+				SELECT id FROM repeat_records
+				WHERE repeater_id = $1 AND `+sqlReady+` AND next_check <= now()
+				ORDER BY registered_at, id
+				LIMIT $2
+				FOR UPDATE SKIP LOCKED
+			), claimed AS (
+				UPDATE repeat_records r SET next_check = now() + $3::interval, claim_owner = $4
+				FROM picked WHERE r.id = picked.id
+				RETURNING r.*
+			)
+			SELECT `+readyRecordColumns+`
+			FROM claimed c JOIN payloads p ON p.id = c.payload_id
+			ORDER BY c.registered_at, c.id`, repeaterID, limit, claimFor, owner)
+		if err != nil {
+			return err
+		}
+		out, err = collectReady(rows)
+		return err
+	})
+	return out, err
 }
 
-// ExtendClaims pushes the claim on still-ready records forward.
-func (s *Store) ExtendClaims(ctx context.Context, ids []int64, claimFor time.Duration) error {
-	_, err := s.pool.Exec(ctx, `UPDATE repeat_records SET next_check = now() + $2::interval
-		WHERE id = ANY($1) AND `+sqlReady, ids, claimFor)
+// ClaimRecord turns the legacy path's queued claim (owner, taken by
+// check_repeaters) into a sending claim until now+claimFor, with the payload.
+// It fails with ENOTFOUND when the claim no longer holds: another path took
+// the record, it was recorded, or a cancel is waiting.
+func (s *Store) ClaimRecord(ctx context.Context, id int64, owner string, claimFor time.Duration) (*ReadyRecord, error) {
+	rows, err := s.pool.Query(ctx, `WITH claimed AS (
+			UPDATE repeat_records SET next_check = now() + $3::interval
+			WHERE id = $1 AND `+sqlReady+` AND claim_owner = $2
+			  AND requested_state IS DISTINCT FROM `+sqlStateCancelled+`
+			RETURNING *
+		)
+		SELECT `+readyRecordColumns+` FROM claimed c JOIN payloads p ON p.id = c.payload_id`, id, owner, claimFor)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := collectReady(rows)
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) == 0 {
+		return nil, Errorf(ENOTFOUND, "record %d is not claimed by %s", id, owner)
+	}
+	return &recs[0], nil
+}
+
+// ExtendClaims pushes owner's claims on still-ready records forward.
+func (s *Store) ExtendClaims(ctx context.Context, ids []int64, owner string, claimFor time.Duration) error {
+	_, err := s.pool.Exec(ctx, `UPDATE repeat_records SET next_check = now() + $3::interval
+		WHERE id = ANY($1) AND claim_owner = $2 AND `+sqlReady, ids, owner, claimFor)
 	return err
 }
 
-// ReleaseClaims makes claimed but unsent records due again at once.
-func (s *Store) ReleaseClaims(ctx context.Context, ids []int64) error {
+// ReleaseClaims ends owner's claims on records it did not send: they are due
+// again at once, and a waiting cancel takes effect.
+func (s *Store) ReleaseClaims(ctx context.Context, ids []int64, owner string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	_, err := s.pool.Exec(ctx, `UPDATE repeat_records SET next_check = now()
-		WHERE id = ANY($1) AND `+sqlReady, ids)
+	_, err := s.pool.Exec(ctx, `UPDATE repeat_records SET
+			state = CASE WHEN requested_state = `+sqlStateCancelled+` THEN `+sqlStateCancelled+` ELSE state END,
+			claim_owner = NULL, requested_state = NULL, next_check = now()
+		WHERE id = ANY($1) AND claim_owner = $2 AND `+sqlReady, ids, owner)
 	return err
 }
 
@@ -81,11 +126,53 @@ type BatchMark struct {
 	Summary    BatchSummary
 }
 
-// RecordOutcomes writes every attempt and state change of a batch in one
-// transaction, and the batch mark when given. Only records still ready are
-// changed; a Fail past the record's tries becomes Cancelled. A Fail's
-// next_check is its outcome's NextCheck (legacy retry) or now. It returns
-// how many records changed.
+// sqlRecordOutcomes writes a set of outcomes. Every outcome becomes an
+// attempt row and counts toward attempt_count (the delivery happened); only
+// an outcome whose claim still holds (fenced: the record is ready and its
+// claim_owner is the outcome's owner, NULL for "") changes the record's state
+// and ends the claim, honouring a waiting request: a cancel turns a failure
+// into Cancelled, a requeue makes a failure due now with its tries extended.
+// A Fail past the record's tries becomes Cancelled. It returns how many
+// records changed state.
+const sqlRecordOutcomes = `WITH o AS (
+		SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::int[], $4::text[], $5::int[],
+			$6::timestamptz[], $7::timestamptz[], $8::text[])
+			AS o(record_id, state, status_code, message, duration_ms, at, next_check, owner)
+	), cur AS (
+		SELECT r.id, r.requested_state,
+			(r.` + sqlReady + ` AND r.claim_owner IS NOT DISTINCT FROM NULLIF(o.owner, '')) AS holds
+		FROM repeat_records r JOIN o ON o.record_id = r.id
+		ORDER BY r.id
+		FOR UPDATE OF r
+	), changed AS (
+		UPDATE repeat_records r SET
+			attempt_count = r.attempt_count + 1,
+			state = CASE
+				WHEN NOT c.holds THEN r.state
+				WHEN o.state <> ` + sqlStateFail + ` THEN o.state
+				WHEN c.requested_state = ` + sqlStateCancelled + ` THEN ` + sqlStateCancelled + `
+				WHEN c.requested_state IS NULL AND r.attempt_count + 1 >= r.max_possible_tries THEN ` + sqlStateCancelled + `
+				ELSE o.state END,
+			max_possible_tries = CASE WHEN c.holds AND c.requested_state = 1
+				THEN greatest(r.max_possible_tries, r.attempt_count + 1 + rep.max_attempts) ELSE r.max_possible_tries END,
+			next_check = CASE WHEN NOT c.holds THEN r.next_check
+				WHEN c.requested_state = 1 THEN now() ELSE o.next_check END,
+			claim_owner = CASE WHEN c.holds THEN NULL ELSE r.claim_owner END,
+			requested_state = CASE WHEN c.holds THEN NULL ELSE r.requested_state END
+		FROM o JOIN cur c ON c.id = o.record_id, repeaters rep
+		WHERE r.id = o.record_id AND rep.id = r.repeater_id
+		RETURNING r.id, c.holds
+	), attempts AS (
+		INSERT INTO repeat_record_attempts (record_id, state, status_code, message, duration_ms, created_at)
+		SELECT o.record_id, o.state, o.status_code, o.message, o.duration_ms, o.at
+		FROM o JOIN changed c ON c.id = o.record_id
+	)
+	SELECT count(*) FILTER (WHERE holds) FROM changed`
+
+// RecordOutcomes writes every attempt of a batch, and the state changes its
+// claims still allow, in one transaction, with the batch mark when given.
+// A Fail's next_check is its outcome's NextCheck (a retry's due time) or
+// now. It returns how many records changed state.
 func (s *Store) RecordOutcomes(ctx context.Context, outcomes []Outcome, mark *BatchMark) (int, error) {
 	n := len(outcomes)
 	ids := make([]int64, n)
@@ -95,6 +182,7 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []Outcome, mark *Ba
 	durs := make([]int32, n)
 	ats := make([]time.Time, n)
 	nexts := make([]time.Time, n)
+	owners := make([]string, n)
 	now := time.Now()
 	for i, o := range outcomes {
 		if o.State.Ready() && o.State != StateFail || o.State == StateCancelled {
@@ -102,7 +190,7 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []Outcome, mark *Ba
 		}
 		ids[i], states[i], codes[i] = o.RecordID, int16(o.State), int32(o.StatusCode)
 		msgs[i], durs[i] = Truncate(o.Message, 1024, ""), int32(o.Duration/time.Millisecond)
-		ats[i], nexts[i] = o.AttemptedAt, o.NextCheck
+		ats[i], nexts[i], owners[i] = o.AttemptedAt, o.NextCheck, o.Owner
 		if ats[i].IsZero() {
 			ats[i] = now
 		}
@@ -112,31 +200,14 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []Outcome, mark *Ba
 	}
 	var changed int
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `WITH o AS (
-				SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::int[], $4::text[], $5::int[], $6::timestamptz[], $7::timestamptz[])
-					AS o(record_id, state, status_code, message, duration_ms, at, next_check)
-			), changed AS (
-				UPDATE repeat_records r SET
-					attempt_count = r.attempt_count + 1,
-					state = CASE WHEN o.state = `+sqlStateFail+` AND r.attempt_count + 1 >= r.max_possible_tries
-						THEN `+sqlStateCancelled+` ELSE o.state END,
-					next_check = o.next_check
-				FROM o WHERE r.id = o.record_id AND r.`+sqlReady+`
-				RETURNING r.id
-			), attempts AS (
-				INSERT INTO repeat_record_attempts (record_id, state, status_code, message, duration_ms, created_at)
-				SELECT o.record_id, o.state, o.status_code, o.message, o.duration_ms, o.at
-				FROM o JOIN changed c ON c.id = o.record_id
-			)
-			SELECT count(*) FROM changed`, ids, states, codes, msgs, durs, ats, nexts).Scan(&changed)
-		if err != nil {
+		err := tx.QueryRow(ctx, sqlRecordOutcomes, ids, states, codes, msgs, durs, ats, nexts, owners).Scan(&changed)
+		if err != nil || mark == nil {
 			return err
 		}
-		if mark == nil {
-			return nil
-		}
+		// A batch never overwrites another batch's unapplied mark: the worker
+		// applies a stale one before it sends (Processor.ProcessBatch).
 		_, err = tx.Exec(ctx, `UPDATE repeaters SET pending_batch = $2, pending_summary = $3, last_attempt_at = now()
-			WHERE id = $1`, mark.RepeaterID, mark.Token, mark.Summary)
+			WHERE id = $1 AND (pending_batch IS NULL OR pending_batch = $2)`, mark.RepeaterID, mark.Token, mark.Summary)
 		return err
 	})
 	if err != nil {

@@ -32,12 +32,19 @@ func (s *Store) LegacyDomains(ctx context.Context) (only, except []string, err e
 	return nil, except, nil
 }
 
-// ClaimLegacyRecords claims up to limit due ready records of legacy-path
-// domains, moving their next_check to now+claimFor so no path takes them
-// again until the send task records them. It returns their ids.
-func (s *Store) ClaimLegacyRecords(ctx context.Context, limit int, claimFor time.Duration) ([]int64, error) {
+// ClaimLegacyRecords claims for owner up to limit due ready records of
+// legacy-path domains until now+claimFor, so no path takes them again until
+// the send task records them or the claim lapses. It settles lapsed claims'
+// waiting requests first, and returns the claimed ids.
+func (s *Store) ClaimLegacyRecords(ctx context.Context, limit int, owner string, claimFor time.Duration) ([]int64, error) {
+	if owner == "" {
+		return nil, Errorf(EINVALID, "a claim needs an owner")
+	}
 	only, except, err := s.LegacyDomains(ctx)
 	if err != nil || (only != nil && len(only) == 0) {
+		return nil, err
+	}
+	if _, err := s.pool.Exec(ctx, sqlSettleRequests, nil); err != nil {
 		return nil, err
 	}
 	rows, err := s.pool.Query(ctx, `WITH due AS (
@@ -49,17 +56,18 @@ func (s *Store) ClaimLegacyRecords(ctx context.Context, limit int, claimFor time
 			LIMIT $3
 			FOR UPDATE SKIP LOCKED
 		)
-		UPDATE repeat_records r SET next_check = now() + $4::interval
+		UPDATE repeat_records r SET next_check = now() + $4::interval, claim_owner = $5
 		FROM due WHERE r.id = due.id
-		RETURNING r.id`, only, except, limit, claimFor)
+		RETURNING r.id`, only, except, limit, claimFor, owner)
 	if err != nil {
 		return nil, err
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[int64])
 }
 
-// PostponeRecord moves a ready record's next_check to at.
-func (s *Store) PostponeRecord(ctx context.Context, id int64, at time.Time) error {
-	_, err := s.pool.Exec(ctx, `UPDATE repeat_records SET next_check = $2 WHERE id = $1 AND `+sqlReady, id, at)
+// PostponeRecord ends owner's claim on a record, due again at at.
+func (s *Store) PostponeRecord(ctx context.Context, id int64, owner string, at time.Time) error {
+	_, err := s.pool.Exec(ctx, `UPDATE repeat_records SET next_check = $3, claim_owner = NULL
+		WHERE id = $1 AND claim_owner = $2 AND `+sqlReady, id, owner, at)
 	return err
 }

@@ -41,6 +41,15 @@ func (s State) String() string {
 	return "unknown"
 }
 
+// Request names a requested state as the operator's action: "requeue" or
+// "cancel".
+func (s State) Request() string {
+	if s == StateCancelled {
+		return "cancel"
+	}
+	return "requeue"
+}
+
 // ParseState parses a state's name (as String returns it).
 func ParseState(name string) (State, error) {
 	for _, s := range AllStates {
@@ -128,6 +137,17 @@ type RepeatRecord struct {
 	AttemptCount     int       `json:"attempt_count"`
 	MaxPossibleTries int       `json:"max_possible_tries"`
 	IdempotencyKey   *string   `json:"idempotency_key,omitempty"`
+	// ClaimOwner is who is sending the record now (nil when nobody is); the
+	// claim lasts until NextCheck.
+	ClaimOwner *string `json:"claim_owner,omitempty"`
+	// RequestedState is an operator's requeue (Pending) or cancel
+	// (Cancelled) waiting for the claim to end.
+	RequestedState *State `json:"requested_state,omitempty"`
+}
+
+// Claimed reports whether someone holds a live claim on the record at now.
+func (r *RepeatRecord) Claimed(now time.Time) bool {
+	return r.ClaimOwner != nil && r.NextCheck.After(now)
 }
 
 // Attempt is one try at sending a record.
@@ -169,6 +189,10 @@ type Outcome struct {
 	RetryAfter  time.Duration // the endpoint's Retry-After, 0 if none
 	AttemptedAt time.Time
 	NextCheck   time.Time // when a Fail is due again; zero = now
+	// Owner is the claim the attempt was made under. The outcome changes
+	// the record only while that claim still holds; otherwise it is logged
+	// as an attempt and nothing else. "" matches an unclaimed record.
+	Owner string
 }
 
 // BatchSummary counts a batch's outcomes; update_repeater decides the

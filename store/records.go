@@ -125,11 +125,11 @@ func insertPayload(ctx context.Context, tx pgx.Tx, domain, contentType string, b
 }
 
 const recordColumns = `id, domain, repeater_id, payload_id, state, registered_at, next_check,
-	attempt_count, max_possible_tries, idempotency_key`
+	attempt_count, max_possible_tries, idempotency_key, claim_owner, requested_state`
 
 func (r *RepeatRecord) scanTargets() []any {
 	return []any{&r.ID, &r.Domain, &r.RepeaterID, &r.PayloadID, &r.State, &r.RegisteredAt, &r.NextCheck,
-		&r.AttemptCount, &r.MaxPossibleTries, &r.IdempotencyKey}
+		&r.AttemptCount, &r.MaxPossibleTries, &r.IdempotencyKey, &r.ClaimOwner, &r.RequestedState}
 }
 
 func scanRecords(rows pgx.Rows) ([]RepeatRecord, error) {
@@ -189,44 +189,6 @@ func (s *Store) ListRecords(ctx context.Context, p ListRecordsParams) ([]RepeatR
 		return nil, err
 	}
 	return scanRecords(rows)
-}
-
-// RequeueRecord makes a record ready again now; a terminal record gets its
-// tries extended by the repeater's max attempts.
-func (s *Store) RequeueRecord(ctx context.Context, id int64) (*RepeatRecord, error) {
-	var r RepeatRecord
-	err := s.pool.QueryRow(ctx, `UPDATE repeat_records rr SET
-			state = CASE WHEN rr.`+sqlReady+` THEN rr.state ELSE `+sqlStateFail+` END,
-			max_possible_tries = CASE WHEN rr.`+sqlReady+` THEN rr.max_possible_tries
-				ELSE rr.attempt_count + rep.max_attempts END,
-			next_check = now()
-		FROM repeaters rep
-		WHERE rr.id = $1 AND rep.id = rr.repeater_id AND NOT rep.is_deleted
-		RETURNING `+prefixed("rr.", recordColumns), id).Scan(r.scanTargets()...)
-	if errors.Is(err, pgx.ErrNoRows) {
-		if _, _, gerr := s.GetRecord(ctx, id); gerr != nil {
-			return nil, gerr
-		}
-		return nil, Errorf(ECONFLICT, "record %d belongs to a deleted repeater", id)
-	}
-	if err == nil {
-		err = NotifyRecords(ctx, s.pool)
-	}
-	return &r, err
-}
-
-// CancelRecord cancels a ready record.
-func (s *Store) CancelRecord(ctx context.Context, id int64) (*RepeatRecord, error) {
-	var r RepeatRecord
-	err := s.pool.QueryRow(ctx, `UPDATE repeat_records SET state = `+sqlStateCancelled+` WHERE id = $1 AND `+sqlReady+`
-		RETURNING `+recordColumns, id).Scan(r.scanTargets()...)
-	if errors.Is(err, pgx.ErrNoRows) {
-		if _, _, gerr := s.GetRecord(ctx, id); gerr != nil {
-			return nil, gerr
-		}
-		return nil, Errorf(ECONFLICT, "record %d is not ready", id)
-	}
-	return &r, err
 }
 
 // RegisterMany registers one record per body for a repeater in one

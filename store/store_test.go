@@ -213,7 +213,7 @@ func TestReadyRepeatersBranchesAndFlags(t *testing.T) {
 		t.Fatalf("next attempt = %v, %v", next, err)
 	}
 	// Claimed records are not ready: a repeater whose records are all claimed drops out.
-	if _, err := s.ClaimReadyRecords(ctx, fresh.ID, 100, time.Minute); err != nil {
+	if _, err := s.ClaimReadyRecords(ctx, fresh.ID, 100, "batch:t", time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	if got := readyIDs(t, s, now.Add(time.Second)); fmt.Sprint(got) != fmt.Sprint([]int64{due.ID}) {
@@ -249,31 +249,44 @@ func TestClaimRecordAndApplyBatch(t *testing.T) {
 	for range 4 {
 		recs = append(recs, register(t, s, r.ID))
 	}
-	claimed, err := s.ClaimReadyRecords(ctx, r.ID, 3, time.Minute)
+	claimed, err := s.ClaimReadyRecords(ctx, r.ID, 3, "batch:tok", time.Minute)
 	if err != nil || len(claimed) != 3 || claimed[0].ID != recs[0].ID || string(claimed[0].Body) != "{}" {
 		t.Fatalf("claimed %+v, %v", claimed, err)
 	}
-	if again, _ := s.ClaimReadyRecords(ctx, r.ID, 3, time.Minute); len(again) != 1 || again[0].ID != recs[3].ID {
+	if *claimed[0].ClaimOwner != "batch:tok" {
+		t.Fatalf("claim owner %v", claimed[0].ClaimOwner)
+	}
+	if again, _ := s.ClaimReadyRecords(ctx, r.ID, 3, "batch:other", time.Minute); len(again) != 1 || again[0].ID != recs[3].ID {
 		t.Fatalf("second claim took %d records, want only the unclaimed one", len(again))
 	}
 	outcomes := []store.Outcome{
-		{RecordID: recs[0].ID, State: store.StateSuccess, StatusCode: 200},
-		{RecordID: recs[1].ID, State: store.StateFail, StatusCode: 500, Message: strings.Repeat("é", 2000)},
-		{RecordID: recs[2].ID, State: store.StatePayloadRejected, StatusCode: 400},
+		{RecordID: recs[0].ID, State: store.StateSuccess, StatusCode: 200, Owner: "batch:tok"},
+		{RecordID: recs[1].ID, State: store.StateFail, StatusCode: 500, Message: strings.Repeat("é", 2000), Owner: "batch:tok"},
+		{RecordID: recs[2].ID, State: store.StatePayloadRejected, StatusCode: 400, Owner: "batch:tok"},
 	}
 	mark := &store.BatchMark{RepeaterID: r.ID, Token: "tok", Summary: store.Summarize(outcomes)}
 	if n, err := s.RecordOutcomes(ctx, outcomes, mark); err != nil || n != 3 {
 		t.Fatalf("record: %d, %v", n, err)
 	}
-	// Recording the same outcomes again changes only the still-ready Fail record.
-	if n, err := s.RecordOutcomes(ctx, outcomes[:1], nil); err != nil || n != 0 {
-		t.Fatalf("re-record a success: %d, %v", n, err)
+	// The same outcomes again: their claims ended, so they are logged as
+	// attempts and change nothing.
+	if n, err := s.RecordOutcomes(ctx, outcomes[:2], nil); err != nil || n != 0 {
+		t.Fatalf("re-record under an ended claim: %d, %v", n, err)
 	}
-	if n, _ := s.RecordOutcomes(ctx, outcomes[1:2], nil); n != 1 {
+	if rec, _, _ := s.GetRecord(ctx, recs[1].ID); rec.State != store.StateFail || rec.AttemptCount != 2 {
+		t.Fatalf("a stale outcome changed the record: %+v", rec)
+	}
+	// A second failure under a fresh claim uses up the last try.
+	if _, err := s.ClaimReadyRecords(ctx, r.ID, 1, "batch:tok2", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	second := outcomes[1]
+	second.Owner = "batch:tok2"
+	if n, _ := s.RecordOutcomes(ctx, []store.Outcome{second}, nil); n != 1 {
 		t.Fatalf("second failure recorded %d", n)
 	}
 	rec, attempts, err := s.GetRecord(ctx, recs[1].ID)
-	if err != nil || rec.State != store.StateCancelled || rec.AttemptCount != 2 || len(attempts) != 2 || len(attempts[0].Message) > 1024 {
+	if err != nil || rec.State != store.StateCancelled || rec.AttemptCount != 3 || len(attempts) != 3 || len(attempts[0].Message) > 1024 {
 		t.Fatalf("failed twice with max 2: %+v %d attempts, %v", rec, len(attempts), err)
 	}
 	calls := 0

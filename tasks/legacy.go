@@ -17,9 +17,11 @@ const (
 	TypeSendRepeatRecord = "legacy:send_repeat_record"
 )
 
-// SendRepeatRecordPayload is send_repeat_record's payload.
+// SendRepeatRecordPayload is send_repeat_record's payload: the record and
+// the claim check_repeaters took on it.
 type SendRepeatRecordPayload struct {
-	RecordID int64 `json:"record_id"`
+	RecordID int64  `json:"record_id"`
+	Owner    string `json:"owner"`
 }
 
 // checkTimeout bounds one check_repeaters run.
@@ -33,13 +35,13 @@ func NewCheckRepeatersTask() *asynq.Task {
 		asynq.Queue(QueuePeriodic), asynq.Unique(checkTimeout), asynq.MaxRetry(0), asynq.Timeout(checkTimeout))
 }
 
-// NewSendRepeatRecordTask builds send_repeat_record for one record. Its ID
-// is the record's, so a record re-claimed while its task still waits is not
-// queued twice.
-func NewSendRepeatRecordTask(recordID int64) *asynq.Task {
-	body, _ := json.Marshal(SendRepeatRecordPayload{RecordID: recordID})
-	return asynq.NewTask(TypeSendRepeatRecord, body,
-		asynq.Queue(QueueLegacy), asynq.TaskID(fmt.Sprintf("send:%d", recordID)),
+// NewSendRepeatRecordTask builds send_repeat_record for one claim. Its ID
+// is the claim's, so one claim is never queued twice, while a record claimed
+// again after its claim lapsed gets a task of its own (the old one, if it
+// still waits, finds its claim gone and sends nothing).
+func NewSendRepeatRecordTask(c repeaters.LegacyClaim) (*asynq.Task, error) {
+	return newJSONTask(TypeSendRepeatRecord, SendRepeatRecordPayload{RecordID: c.RecordID, Owner: c.Owner},
+		asynq.Queue(QueueLegacy), asynq.TaskID(fmt.Sprintf("send:%d:%s", c.RecordID, c.Owner)),
 		asynq.MaxRetry(3), asynq.Timeout(5*time.Minute))
 }
 
@@ -58,8 +60,12 @@ func (h *LegacyHandlers) Register(mux *asynq.ServeMux) {
 // HandleCheckRepeatersTask claims due legacy records and enqueues one send
 // task per record.
 func (h *LegacyHandlers) HandleCheckRepeatersTask(ctx context.Context, _ *asynq.Task) error {
-	_, err := h.Legacy.CheckRepeaters(ctx, func(ctx context.Context, id int64) error {
-		return h.Client.enqueue(ctx, NewSendRepeatRecordTask(id))
+	_, err := h.Legacy.CheckRepeaters(ctx, func(ctx context.Context, c repeaters.LegacyClaim) error {
+		t, err := NewSendRepeatRecordTask(c)
+		if err != nil {
+			return err
+		}
+		return h.Client.enqueue(ctx, t)
 	})
 	return err
 }
@@ -70,5 +76,10 @@ func (h *LegacyHandlers) HandleSendRepeatRecordTask(ctx context.Context, t *asyn
 	if err := json.Unmarshal(t.Payload(), &p); err != nil {
 		return fmt.Errorf("%w: bad payload: %v", asynq.SkipRetry, err)
 	}
-	return h.Legacy.SendRecord(ctx, p.RecordID)
+	if p.Owner == "" {
+		// A task from before claims had owners: its claim lapses and
+		// check_repeaters claims the record again.
+		return nil
+	}
+	return h.Legacy.SendRecord(ctx, repeaters.LegacyClaim{RecordID: p.RecordID, Owner: p.Owner})
 }

@@ -30,7 +30,7 @@ func TestAPIRecordIdempotency(t *testing.T) {
 	e.must(http.StatusCreated, "POST", "/api/v1/records", map[string]any{
 		"repeater_id": rep.ID, "payload_base64": base64.StdEncoding.EncodeToString([]byte{0, 1, 2}), "content_type": "application/x-bin",
 	}).decode(t, &other)
-	ready, err := e.st.ClaimRecord(t.Context(), other.ID, time.Minute)
+	ready, err := claimOne(t, e.st, rep.ID, other.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func TestAPIRecordIdempotency(t *testing.T) {
 	}
 	var js recordJSON
 	e.must(http.StatusCreated, "POST", "/api/v1/records", fmt.Sprintf(`{"repeater_id":%d,"payload":{"a": [1, 2]}}`, rep.ID)).decode(t, &js)
-	if ready, err = e.st.ClaimRecord(t.Context(), js.ID, time.Minute); err != nil {
+	if ready, err = claimOne(t, e.st, rep.ID, js.ID); err != nil {
 		t.Fatal(err)
 	}
 	if string(ready.Body) != `{"a": [1, 2]}` || ready.ContentType != "application/json" {
@@ -171,4 +171,20 @@ func TestAPIEventsFanOut(t *testing.T) {
 	if n := e.rowCounts()["payloads"]; n != 1 {
 		t.Errorf("%d payloads, want one shared payload", n)
 	}
+}
+
+// claimOne claims the repeater's due records and returns the one with id,
+// with its payload as stored.
+func claimOne(t *testing.T, st *store.Store, repeaterID, id int64) (*store.ReadyRecord, error) {
+	t.Helper()
+	recs, err := st.ClaimReadyRecords(t.Context(), repeaterID, 100, "test:"+t.Name(), time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	for i := range recs {
+		if recs[i].ID == id {
+			return &recs[i], nil
+		}
+	}
+	return nil, fmt.Errorf("record %d was not due", id)
 }
