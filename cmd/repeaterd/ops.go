@@ -255,6 +255,9 @@ func newRecordChangeCmd(use, short string, change recordChange) *cobra.Command {
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "record %d: %s, %d of %d tries used\n",
 			rec.ID, rec.State, rec.AttemptCount, rec.MaxPossibleTries)
+		if rec.RequestedState != nil {
+			fmt.Fprintf(cmd.OutOrStdout(), "it is being sent: the %s applies when that send ends\n", rec.RequestedState.Request())
+		}
 		return nil
 	})
 }

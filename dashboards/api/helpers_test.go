@@ -161,6 +161,7 @@ type recordJSON struct {
 	MaxPossibleTries int       `json:"max_possible_tries"`
 	NextCheck        time.Time `json:"next_check"`
 	IdempotencyKey   *string   `json:"idempotency_key"`
+	RequestedState   string    `json:"requested_state"`
 	Attempts         []struct {
 		State      string `json:"state"`
 		StatusCode int    `json:"status_code"`

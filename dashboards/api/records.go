@@ -16,10 +16,17 @@ type recordView struct {
 	State     string        `json:"state"`
 	StateCode store.State   `json:"state_code"`
 	Attempts  []attemptView `json:"attempts,omitempty"`
+	// Requested is an operator's "requeue" or "cancel" waiting for the
+	// record's send in flight to end.
+	Requested string `json:"requested_state,omitempty"`
 }
 
 func viewRecord(r *store.RepeatRecord) recordView {
-	return recordView{RepeatRecord: r, State: r.State.String(), StateCode: r.State}
+	v := recordView{RepeatRecord: r, State: r.State.String(), StateCode: r.State}
+	if r.RequestedState != nil {
+		v.Requested = r.RequestedState.Request()
+	}
+	return v
 }
 
 type attemptView struct {
@@ -158,13 +165,15 @@ func recordsQuery(r *http.Request) (store.ListRecordsParams, error) {
 }
 
 // requeueRecord is POST /api/v1/records/{id}/requeue: ready again now, and
-// a finished record gets another max_attempts tries.
+// a finished record gets another max_attempts tries. A record being sent
+// answers 202: the requeue applies when the send ends.
 func (a *API) requeueRecord(w http.ResponseWriter, r *http.Request) error {
 	return a.changeRecord(w, r, a.st.RequeueRecord)
 }
 
 // cancelRecord is POST /api/v1/records/{id}/cancel; only a ready record can
-// be cancelled (409 otherwise).
+// be cancelled (409 otherwise). A record being sent answers 202: the cancel
+// applies when the send ends (a delivery that succeeded stays Success).
 func (a *API) cancelRecord(w http.ResponseWriter, r *http.Request) error {
 	return a.changeRecord(w, r, a.st.CancelRecord)
 }
@@ -179,7 +188,11 @@ func (a *API) changeRecord(w http.ResponseWriter, r *http.Request,
 	if err != nil {
 		return err
 	}
-	WriteJSON(w, http.StatusOK, viewRecord(rec))
+	status := http.StatusOK
+	if rec.RequestedState != nil {
+		status = http.StatusAccepted // it takes effect when the send in flight ends
+	}
+	WriteJSON(w, status, viewRecord(rec))
 	return nil
 }
 

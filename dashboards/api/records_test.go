@@ -107,6 +107,37 @@ func TestAPIRequeueCancelledRecord(t *testing.T) {
 	}
 }
 
+// TestAPIActionsOnARecordBeingSent: requeue and cancel of a record a sender
+// holds answer 202 and wait; a second request while one waits is a 409 that
+// changes nothing.
+func TestAPIActionsOnARecordBeingSent(t *testing.T) {
+	e := newAPIEnv(t, api.Config{})
+	rep := e.repeater("acme")
+	rec := storetest.Record(t, e.st, rep, nil)
+	if _, err := e.st.ClaimReadyRecords(t.Context(), rep.ID, 1, "batch:in-flight", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	path := fmt.Sprintf("/api/v1/records/%d", rec.ID)
+	var r recordJSON
+	e.must(http.StatusAccepted, "POST", path+"/cancel", nil).decode(t, &r)
+	if r.State != "pending" || r.RequestedState != "cancel" {
+		t.Fatalf("cancel of a record being sent: %+v, want pending with a cancel waiting", r)
+	}
+	before := e.rowCounts()
+	for _, action := range []string{"/cancel", "/requeue"} {
+		if got := e.do("POST", path+action, nil); got.Status != http.StatusConflict {
+			t.Errorf("%s while a cancel waits: %d, want 409", action, got.Status)
+		}
+	}
+	if after := e.rowCounts(); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("refused requests wrote rows: %v → %v", before, after)
+	}
+	e.must(http.StatusOK, "GET", path, nil).decode(t, &r)
+	if r.RequestedState != "cancel" {
+		t.Errorf("the waiting cancel is not shown: %+v", r)
+	}
+}
+
 func TestAPIGetRecordWithAttempts(t *testing.T) {
 	e := newAPIEnv(t, api.Config{})
 	rec := storetest.Record(t, e.st, e.repeater("acme"), nil)
