@@ -43,11 +43,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 log "installing the Debian package chromium"
-if [ ! -f "$state/.apt-updated" ]; then
-	mkdir -p "$state"
-	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update -qq >&2 && touch "$state/.apt-updated"
-fi
-DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends chromium >&2
+. "$root/scripts/apt.sh"
+apt_install chromium
 
 if find_chromium; then
 	exit 0

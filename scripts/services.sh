@@ -16,6 +16,7 @@ redis_port=${REPEATERD_REDIS_PORT:-56379}
 pg_user=${REPEATERD_PG_OS_USER:-repeaterd}
 
 log() { echo "services: $*" >&2; }
+. "$root/scripts/apt.sh"
 
 need_root_install() {
 	# $1 = package, $2 = binary that proves it is there
@@ -24,11 +25,7 @@ need_root_install() {
 		exit 1
 	fi
 	log "installing $1"
-	if [ ! -f "$state/.apt-updated" ]; then
-		mkdir -p "$state"
-		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update -qq >&2 && touch "$state/.apt-updated"
-	fi
-	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "$1" >&2
+	apt_install "$1"
 }
 
 pg_bindir() {
