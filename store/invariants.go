@@ -10,20 +10,24 @@ import (
 )
 
 // Invariant checks: the check_name values of the invariant_violations view
-// (migrations/00020_invariants.sql says what each one means).
+// (migrations/00072_invariants_v2.sql says what each one means).
 const (
 	CheckStatsDrift             = "stats_drift"               // repeat_record_stats differs from the records
 	CheckReadyOnDeletedRepeater = "ready_on_deleted_repeater" // ready records of a deleted repeater
 	CheckStarvedReadyRecords    = "starved_ready_records"     // ready for over a day on a repeater free to send
 	CheckSuccessWithoutAttempt  = "success_without_attempt"   // Success with no Success attempt
 	CheckFailPastMaxAttempts    = "fail_past_max_attempts"    // still ready after its last try
-	CheckDomainMismatch         = "domain_mismatch"           // record and repeater domains differ
+	CheckAttemptCountMismatch   = "attempt_count_mismatch"    // attempt_count differs from the attempt rows
+	CheckNegativeStatsCount     = "negative_stats_count"      // a repeat_record_stats count below zero
+	CheckStalePendingBatch      = "stale_pending_batch"       // a recorded batch nobody applied for 10 minutes
+	CheckPendingWithAttempts    = "pending_with_attempts"     // Pending records that have attempts
 )
 
 // InvariantChecks lists every check, in the view's order.
 var InvariantChecks = []string{
 	CheckStatsDrift, CheckReadyOnDeletedRepeater, CheckStarvedReadyRecords,
-	CheckSuccessWithoutAttempt, CheckFailPastMaxAttempts, CheckDomainMismatch,
+	CheckSuccessWithoutAttempt, CheckFailPastMaxAttempts, CheckAttemptCountMismatch,
+	CheckNegativeStatsCount, CheckStalePendingBatch, CheckPendingWithAttempts,
 }
 
 // InvariantViolation is one row of the invariant_violations view: how many

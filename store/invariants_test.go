@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 
 	"repeaterd/store"
 	"repeaterd/store/storetest"
@@ -61,17 +60,33 @@ func settle(t *testing.T, s *store.Store) {
 	t.Helper()
 	invExec(t, s, `UPDATE repeaters SET updated_at = now() - interval '1 hour'`)
 	invExec(t, s, `UPDATE repeat_records SET registered_at = least(registered_at, now() - interval '1 hour'),
-		next_check = least(next_check, now() - interval '1 hour')`)
+		next_check = least(next_check, now() - interval '1 hour'),
+		state_changed_at = least(state_changed_at, now() - interval '1 hour')`)
 	syncStats(t, s)
 }
 
+// addAttempts records n failed attempts of record id, by hand.
+func addAttempts(t *testing.T, s *store.Store, id int64, n int) {
+	t.Helper()
+	invExec(t, s, `INSERT INTO repeat_record_attempts (record_id, state, status_code)
+		SELECT $1, 2, 503 FROM generate_series(1, $2)`, id, n)
+}
+
+// syncStats sets the aggregate to the exact counts and says a consumer has
+// applied everything committed until now.
 func syncStats(t *testing.T, s *store.Store) {
 	t.Helper()
 	invExec(t, s, `DELETE FROM repeat_record_stats`)
 	invExec(t, s, `INSERT INTO repeat_record_stats (domain, repeater_id, state, count)
 		SELECT domain, repeater_id, state, count(*) FROM repeat_records GROUP BY 1, 2, 3`)
-	invExec(t, s, `INSERT INTO stats_progress (slot_name, applied_lsn) VALUES ('test_slot', '0/1')
-		ON CONFLICT DO NOTHING`)
+	caughtUp(t, s)
+}
+
+// caughtUp says a consumer has applied everything committed until now.
+func caughtUp(t *testing.T, s *store.Store) {
+	t.Helper()
+	invExec(t, s, `INSERT INTO stats_progress (slot_name, applied_lsn, applied_through) VALUES ('test_slot', '0/1', now())
+		ON CONFLICT (one) DO UPDATE SET applied_through = now()`)
 }
 
 func TestInvariantsCatchEachViolationAndClear(t *testing.T) {
@@ -88,6 +103,7 @@ func TestInvariantsCatchEachViolationAndClear(t *testing.T) {
 	register(t, s, healthy.ID)
 	cancelled := register(t, s, healthy.ID)
 	invExec(t, s, `UPDATE repeat_records SET state = 8, attempt_count = max_possible_tries WHERE id = $1`, cancelled.ID)
+	addAttempts(t, s, cancelled.ID, 6)
 
 	// ready_on_deleted_repeater: deleted behind DeleteRepeater's back, which
 	// would have cancelled the records.
@@ -122,30 +138,28 @@ func TestInvariantsCatchEachViolationAndClear(t *testing.T) {
 	pastMax := newRepeater(t, s, d)
 	spent := register(t, s, pastMax.ID)
 	invExec(t, s, `UPDATE repeat_records SET state = 2, attempt_count = max_possible_tries WHERE id = $1`, spent.ID)
+	addAttempts(t, s, spent.ID, 6)
 
-	// domain_mismatch: a record in another domain than its repeater's, and
-	// one whose repeater does not exist. The foreign key forbids both, so
-	// disable its trigger.
-	mismatched := newRepeater(t, s, d)
-	orphanOf := mismatched.ID + 1000
-	var strays []int64
-	err := pgx.BeginFunc(ctx, s.Pool(), func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SET LOCAL session_replication_role = replica`); err != nil {
-			return err
-		}
-		rows, err := tx.Query(ctx, `INSERT INTO repeat_records (domain, repeater_id, payload_id)
-			SELECT v.domain, v.repeater_id, r.payload_id FROM repeat_records r,
-				(VALUES ('elsewhere', $1::bigint), ($3, $2::bigint)) v (domain, repeater_id)
-			WHERE r.id = $4 RETURNING id`, mismatched.ID, orphanOf, d, done.ID)
-		if err != nil {
-			return err
-		}
-		strays, err = pgx.CollectRows(rows, pgx.RowTo[int64])
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
+	// attempt_count_mismatch: a record claiming two attempts it has not.
+	miscount := newRepeater(t, s, d)
+	counted := register(t, s, miscount.ID)
+	invExec(t, s, `UPDATE repeat_records SET state = 2, attempt_count = 2 WHERE id = $1`, counted.ID)
+
+	// pending_with_attempts: a Fail record put back to Pending by hand
+	// (RecordOutcomes made it Fail; requeue keeps it Fail).
+	repending := newRepeater(t, s, d)
+	tried := register(t, s, repending.ID)
+	if n, err := s.RecordOutcomes(ctx, []store.Outcome{{RecordID: tried.ID, State: store.StateFail, StatusCode: 503}}, nil); err != nil || n != 1 {
+		t.Fatalf("record outcome: %d %v", n, err)
 	}
+	invExec(t, s, `UPDATE repeat_records SET state = 1 WHERE id = $1`, tried.ID)
+
+	// stale_pending_batch: a batch recorded 20 minutes ago, never applied; a
+	// batch recorded just now is in flight, not stale.
+	stuck := newRepeater(t, s, d)
+	inFlight := newRepeater(t, s, d)
+	invExec(t, s, `UPDATE repeaters SET pending_batch = 'tok', last_attempt_at = now() - interval '20 minutes' WHERE id = $1`, stuck.ID)
+	invExec(t, s, `UPDATE repeaters SET pending_batch = 'tok', last_attempt_at = now() WHERE id = $1`, inFlight.ID)
 
 	// stats_drift: a hand-corrupted aggregate (+5 on pending, and a count of 2
 	// for a state with no records). A zero row with no records is no drift.
@@ -155,6 +169,9 @@ func TestInvariantsCatchEachViolationAndClear(t *testing.T) {
 	invExec(t, s, `UPDATE repeat_record_stats SET count = count + 5 WHERE repeater_id = $1 AND state = 1`, drifted.ID)
 	invExec(t, s, `INSERT INTO repeat_record_stats (domain, repeater_id, state, count) VALUES ($1, $2, 32, 2), ($1, $2, 16, 0)`,
 		d, drifted.ID)
+	// negative_stats_count: a count of -3 (its drift counts too: 3).
+	negative := newRepeater(t, s, d)
+	invExec(t, s, `INSERT INTO repeat_record_stats (domain, repeater_id, state, count) VALUES ($1, $2, 4, -3)`, d, negative.ID)
 
 	// The view, not the tables, is what is read: nothing shows before a refresh.
 	assertInvariants(t, invCounts(t, s), invWant(nil))
@@ -164,12 +181,15 @@ func TestInvariantsCatchEachViolationAndClear(t *testing.T) {
 	}
 
 	want := map[string]int64{
-		store.CheckStatsDrift:             7,
+		store.CheckStatsDrift:             7 + 3,
 		store.CheckReadyOnDeletedRepeater: 2,
 		store.CheckStarvedReadyRecords:    3,
 		store.CheckSuccessWithoutAttempt:  2,
 		store.CheckFailPastMaxAttempts:    1,
-		store.CheckDomainMismatch:         2,
+		store.CheckAttemptCountMismatch:   1 + 2, // the miscounted record and the two hand-made Success records
+		store.CheckNegativeStatsCount:     3,
+		store.CheckStalePendingBatch:      1,
+		store.CheckPendingWithAttempts:    1,
 	}
 	assertInvariants(t, invRefresh(t, s), invWant(want))
 
@@ -184,12 +204,16 @@ func TestInvariantsCatchEachViolationAndClear(t *testing.T) {
 	}
 	wantRows := []store.InvariantViolation{
 		{store.CheckStatsDrift, d, drifted.ID, 7},
+		{store.CheckStatsDrift, d, negative.ID, 3},
 		{store.CheckReadyOnDeletedRepeater, d, deleted.ID, 2},
 		{store.CheckStarvedReadyRecords, d, starved.ID, 3},
 		{store.CheckSuccessWithoutAttempt, d, succ.ID, 2},
 		{store.CheckFailPastMaxAttempts, d, pastMax.ID, 1},
-		{store.CheckDomainMismatch, "elsewhere", mismatched.ID, 1},
-		{store.CheckDomainMismatch, d, orphanOf, 1},
+		{store.CheckAttemptCountMismatch, d, succ.ID, 2},
+		{store.CheckAttemptCountMismatch, d, miscount.ID, 1},
+		{store.CheckNegativeStatsCount, d, negative.ID, 3},
+		{store.CheckStalePendingBatch, d, stuck.ID, 1},
+		{store.CheckPendingWithAttempts, d, repending.ID, 1},
 	}
 	if len(rows) != len(wantRows) {
 		t.Fatalf("rows:\n got %+v\nwant %+v", rows, wantRows)
@@ -204,7 +228,9 @@ func TestInvariantsCatchEachViolationAndClear(t *testing.T) {
 	invExec(t, s, `UPDATE repeat_records SET state = 8 WHERE repeater_id = ANY($1)`, []int64{deleted.ID, starved.ID})
 	invExec(t, s, `INSERT INTO repeat_record_attempts (record_id, state, status_code) SELECT unnest($1::bigint[]), 4, 200`, noAttempt)
 	invExec(t, s, `UPDATE repeat_records SET state = 8 WHERE id = $1`, spent.ID)
-	invExec(t, s, `DELETE FROM repeat_records WHERE id = ANY($1)`, strays)
+	invExec(t, s, `UPDATE repeat_records SET attempt_count = 0 WHERE id = $1`, counted.ID)
+	invExec(t, s, `UPDATE repeat_records SET state = 2 WHERE id = $1`, tried.ID)
+	invExec(t, s, `UPDATE repeaters SET pending_batch = NULL WHERE id = $1`, stuck.ID)
 	syncStats(t, s)
 	assertInvariants(t, invRefresh(t, s), invWant(nil))
 	if rows, err := s.InvariantRows(ctx); err != nil || len(rows) != 0 {
@@ -212,29 +238,57 @@ func TestInvariantsCatchEachViolationAndClear(t *testing.T) {
 	}
 }
 
-func TestStatsDriftOnlyWhenFedAndSettled(t *testing.T) {
+func TestStatsDriftOnlyWhenFedCaughtUpAndSettled(t *testing.T) {
 	s := storetest.NewStore(t)
 	r := newRepeater(t, s, "d")
 	register(t, s, r.ID)
-	invExec(t, s, `UPDATE repeaters SET updated_at = now() - interval '1 hour'`)
-	invExec(t, s, `UPDATE repeat_records SET registered_at = now() - interval '1 hour', next_check = now() - interval '1 hour'`)
+	old := func() {
+		invExec(t, s, `UPDATE repeat_records SET registered_at = now() - interval '1 hour',
+			state_changed_at = now() - interval '1 hour'`)
+	}
+	old()
 
 	// No consumer ever fed the aggregate: an empty one is not drift.
 	assertInvariants(t, invRefresh(t, s), invWant(nil))
 
-	// Once fed, the missing count is.
-	invExec(t, s, `INSERT INTO stats_progress (slot_name, applied_lsn) VALUES ('test_slot', '0/1')`)
+	// Once fed and caught up, the missing count is.
+	caughtUp(t, s)
 	assertInvariants(t, invRefresh(t, s), invWant(map[string]int64{store.CheckStatsDrift: 1}))
 
-	// A record registered a moment ago may still be on its way to the
-	// aggregate: its repeater is not checked until it settles.
-	register(t, s, r.ID)
+	// A consumer more than a minute behind: the aggregate may just lag.
+	invExec(t, s, `UPDATE stats_progress SET applied_through = now() - interval '5 minutes'`)
 	assertInvariants(t, invRefresh(t, s), invWant(nil))
-	invExec(t, s, `UPDATE repeat_records SET registered_at = now() - interval '1 hour', next_check = now() - interval '1 hour'`)
+	invExec(t, s, `UPDATE stats_progress SET applied_through = NULL`) // just recounted
+	assertInvariants(t, invRefresh(t, s), invWant(nil))
+	caughtUp(t, s)
+
+	// A record that changed state a moment ago may still be on its way to
+	// the aggregate: its repeater is not judged until it settles.
+	rec := register(t, s, r.ID)
+	old()
+	invExec(t, s, `UPDATE repeat_records SET state = 2 WHERE id = $1`, rec.ID) // the trigger stamps the change
+	caughtUp(t, s)
+	assertInvariants(t, invRefresh(t, s), invWant(nil))
+	old()
 	assertInvariants(t, invRefresh(t, s), invWant(map[string]int64{store.CheckStatsDrift: 2}))
 
-	// The same for a repeater changed a moment ago (deleting cancels records).
-	invExec(t, s, `UPDATE repeaters SET updated_at = now()`)
+	// 00020's blind spot: a legacy retry due in an hour (a future
+	// next_check) hid the whole repeater's drift. It no longer does.
+	storetest.Records(t, s, r, 993)
+	old()
+	invExec(t, s, `UPDATE repeat_records SET next_check = now() + interval '1 hour' WHERE id = $1`, rec.ID)
+	caughtUp(t, s)
+	assertInvariants(t, invRefresh(t, s), invWant(map[string]int64{store.CheckStatsDrift: 995}))
+
+	// A purge deleting after the consumer's position: the deletions are not
+	// counted out yet, so drift waits for the consumer to pass them.
+	invExec(t, s, `INSERT INTO purge_progress (last_deleted_at) VALUES (now() + interval '1 second')`)
+	assertInvariants(t, invRefresh(t, s), invWant(nil))
+	invExec(t, s, `UPDATE purge_progress SET last_deleted_at = now() - interval '10 seconds'`)
+	assertInvariants(t, invRefresh(t, s), invWant(map[string]int64{store.CheckStatsDrift: 995}))
+
+	// Counted exactly: no drift.
+	syncStats(t, s)
 	assertInvariants(t, invRefresh(t, s), invWant(nil))
 }
 

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
@@ -34,6 +35,10 @@ type ApplyStatsParams struct {
 	// count restarts from zero before Deltas, which are the changes after it.
 	Truncated bool
 	Deltas    []StatCount // changes to add; Count may be negative
+	// Through is the server time up to which every commit is now applied:
+	// the commit time of the batch's last transaction, or an idle
+	// keepalive's time. Zero leaves stats_progress.applied_through as it is.
+	Through time.Time
 }
 
 // ApplyStatsDeltas adds a batch's count changes and records its end LSN in
@@ -45,8 +50,13 @@ func (s *Store) ApplyStatsDeltas(ctx context.Context, p ApplyStatsParams) (appli
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// First, so the row lock orders any two writers and the guard is
 		// checked before anything is written.
-		tag, err := tx.Exec(ctx, `UPDATE stats_progress SET applied_lsn = $2::pg_lsn, updated_at = now()
-			WHERE slot_name = $1 AND applied_lsn < $2::pg_lsn`, p.Slot, p.EndLSN.String())
+		var through *time.Time
+		if !p.Through.IsZero() {
+			through = &p.Through
+		}
+		tag, err := tx.Exec(ctx, `UPDATE stats_progress SET applied_lsn = $2::pg_lsn, updated_at = now(),
+				applied_through = greatest(applied_through, $3)
+			WHERE slot_name = $1 AND applied_lsn < $2::pg_lsn`, p.Slot, p.EndLSN.String(), through)
 		if err != nil || tag.RowsAffected() == 0 {
 			return err
 		}
@@ -127,6 +137,8 @@ func (s *Store) BackfillStats(ctx context.Context, p BackfillStatsParams) error 
 				return err
 			}
 		}
+		// applied_through stays NULL until the consumer applies or
+		// acknowledges past the consistent point.
 		_, err := tx.Exec(ctx, `INSERT INTO stats_progress (slot_name, applied_lsn) VALUES ($1, $2::pg_lsn)`,
 			p.Slot, p.ConsistentPoint.String())
 		return err
@@ -161,47 +173,13 @@ func (s *Store) statCounts(ctx context.Context, sql, domain string) ([]StatCount
 	})
 }
 
-// RecordCounts is per-(domain, repeater, state) record counts and where they
-// came from.
-type RecordCounts struct {
-	Counts []StatCount
-	// Live is true when no replication slot feeds repeat_record_stats (the
-	// stats role never ran, or wal_level is not logical), so Counts came from
-	// LiveStatsCounts: exact, but slow on a large table. Dashboards say so.
-	Live bool
-}
-
-// RecordCounts returns the WAL-maintained counts of domain ("" = every
-// domain) when a slot feeds them, else live counts.
-func (s *Store) RecordCounts(ctx context.Context, domain string) (*RecordCounts, error) {
-	fed, err := s.StatsFed(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := &RecordCounts{Live: !fed}
-	if fed {
-		out.Counts, err = s.StatsCounts(ctx, domain)
-	} else {
-		out.Counts, err = s.LiveStatsCounts(ctx, domain)
-	}
-	return out, err
-}
-
-// StatsFed reports whether a replication slot of this database feeds
-// repeat_record_stats. The counts may still lag; see StatsLagBytes.
-func (s *Store) StatsFed(ctx context.Context) (bool, error) {
-	var fed bool
-	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM stats_progress p
-		JOIN pg_replication_slots r ON r.slot_name = p.slot_name AND r.database = current_database())`).Scan(&fed)
-	return fed, err
-}
-
-// StatsLagBytes is how far slot's confirmed position trails the server's
-// current WAL position, in bytes; ENOTFOUND when there is no such slot.
+// StatsLagBytes is how far this database's slot's confirmed position trails
+// the server's current WAL position, in bytes; ENOTFOUND when this database
+// has no such slot (a slot of that name in another database is not ours).
 func (s *Store) StatsLagBytes(ctx context.Context, slot string) (int64, error) {
 	var lag *int64
 	err := s.pool.QueryRow(ctx, `SELECT (pg_current_wal_lsn() - confirmed_flush_lsn)::bigint
-		FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&lag)
+		FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database()`, slot).Scan(&lag)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, Errorf(ENOTFOUND, "replication slot %q not found", slot)
 	}
@@ -239,6 +217,29 @@ func (s *Store) GetReplicationSlot(ctx context.Context, name string) (*Replicati
 		r.ConfirmedFlush, err = pglogrepl.ParseLSN(*flush)
 	}
 	return &r, err
+}
+
+// ReplicationSlotDatabase returns the database a replication slot of this
+// server belongs to ("" for a physical slot); ENOTFOUND when the server has
+// no slot of that name. Slot names are per server, so another database's
+// repeaterd may own a name this one wants.
+func (s *Store) ReplicationSlotDatabase(ctx context.Context, name string) (string, error) {
+	var db *string
+	err := s.pool.QueryRow(ctx, `SELECT database FROM pg_replication_slots WHERE slot_name = $1`, name).Scan(&db)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", Errorf(ENOTFOUND, "replication slot %q not found", name)
+	}
+	if err != nil || db == nil {
+		return "", err
+	}
+	return *db, nil
+}
+
+// CurrentDatabase is the name of the database the store is connected to.
+func (s *Store) CurrentDatabase(ctx context.Context) (string, error) {
+	var db string
+	err := s.pool.QueryRow(ctx, `SELECT current_database()`).Scan(&db)
+	return db, err
 }
 
 // StatsFeedSlot returns the slot stats_progress names, "" when none does.

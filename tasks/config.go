@@ -56,6 +56,9 @@ const (
 	DefaultInvariantsInterval = 30 * time.Minute
 	DefaultPurgeInterval      = time.Hour
 	DefaultRetention          = 30 * 24 * time.Hour
+	// DefaultInvariantsStartupDelay leaves a deploy time to settle before
+	// the refresh after start.
+	DefaultInvariantsStartupDelay = 2 * time.Minute
 )
 
 // SchedulerConfig configures the scheduler role's periodic tasks.
@@ -67,8 +70,13 @@ type SchedulerConfig struct {
 	InvariantsInterval time.Duration
 	// PurgeInterval is how often the retention purge runs. Defaults to 1h.
 	PurgeInterval time.Duration
-	// Retention is how long terminal records are kept. Defaults to 720h.
+	// Retention is how long terminal records are kept after they complete.
+	// Defaults to 720h.
 	Retention time.Duration
+	// InvariantsStartupDelay is how long after the scheduler starts it
+	// enqueues one invariants refresh (besides the periodic ones). Defaults
+	// to 2m.
+	InvariantsStartupDelay time.Duration
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -77,6 +85,7 @@ func (c SchedulerConfig) WithDefaults() SchedulerConfig {
 	c.InvariantsInterval = cmp.Or(c.InvariantsInterval, DefaultInvariantsInterval)
 	c.PurgeInterval = cmp.Or(c.PurgeInterval, DefaultPurgeInterval)
 	c.Retention = cmp.Or(c.Retention, DefaultRetention)
+	c.InvariantsStartupDelay = cmp.Or(c.InvariantsStartupDelay, DefaultInvariantsStartupDelay)
 	return c
 }
 
@@ -111,7 +120,7 @@ func (c EngineConfig) validate() error {
 	for name, d := range map[string]time.Duration{
 		"lock TTL": c.LockTTL, "legacy claim": c.Legacy.Claim, "check interval": c.Scheduler.CheckInterval,
 		"invariants interval": c.Scheduler.InvariantsInterval, "retention": c.Scheduler.Retention,
-		"drain timeout": c.Worker.DrainTimeout,
+		"drain timeout": c.Worker.DrainTimeout, "invariants startup delay": c.Scheduler.InvariantsStartupDelay,
 	} {
 		if d < 0 {
 			errs = append(errs, errors.New(name+" must not be negative"))

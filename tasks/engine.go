@@ -147,7 +147,7 @@ func (e *Engine) NewDispatcher() *repeaters.Dispatcher {
 func (e *Engine) NewWorker(register ...func(*asynq.ServeMux)) *Worker {
 	h := &Handlers{Processor: e.Processor, Client: e.Client}
 	legacy := &LegacyHandlers{Legacy: e.Legacy, Client: e.Client}
-	upkeep := &MaintenanceHandlers{Store: e.Store, Retention: e.cfg.Scheduler.Retention}
+	upkeep := &MaintenanceHandlers{Store: e.Store, Retention: e.cfg.Scheduler.Retention, Logger: e.Logger}
 	w := NewWorker(e.cfg.Worker, e.redisOpt, e.Logger,
 		append([]func(*asynq.ServeMux){h.Register, legacy.Register, upkeep.Register}, register...)...)
 	h.Draining = w.Draining
@@ -155,13 +155,16 @@ func (e *Engine) NewWorker(register ...func(*asynq.ServeMux)) *Worker {
 }
 
 // NewScheduler returns the scheduler role: check_repeaters, the purge, the
-// invariants refresh (unless pg_cron runs it), plus extra periodic tasks.
+// invariants refresh (unless pg_cron runs it) and one refresh a while after
+// start, plus extra periodic tasks.
 func (e *Engine) NewScheduler(ctx context.Context, extra ...Periodic) *Scheduler {
 	tasks := append([]Periodic{
 		{Every: e.cfg.Scheduler.CheckInterval, Task: NewCheckRepeatersTask()},
 		{Every: e.cfg.Scheduler.PurgeInterval, Task: NewPurgeTask()},
 	}, e.invariantsSchedule(ctx)...)
-	return NewScheduler(e.redisOpt, e.Logger, append(tasks, extra...)...)
+	s := NewScheduler(e.redisOpt, e.Logger, append(tasks, extra...)...)
+	s.afterStart = append(s.afterStart, e.refreshAfterStart(e.cfg.Scheduler.InvariantsStartupDelay))
+	return s
 }
 
 // totalConcurrency sums the concurrency of live asynq servers, read at most

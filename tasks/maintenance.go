@@ -3,9 +3,12 @@ package tasks
 import (
 	"cmp"
 	"context"
+	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"repeaterd/store"
 )
@@ -24,16 +27,40 @@ const (
 	purgePause = 50 * time.Millisecond
 )
 
+// Purge metrics, exported by the processes that run the purge (workers).
+var (
+	purged = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "repeaterd_purged_total",
+		Help: "Rows the retention purge deleted, by kind (records, attempts, payloads).",
+	}, []string{"kind"})
+	purgeLastSuccess = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "repeaterd_purge_last_success_timestamp_seconds",
+		Help: "Unix time the last retention purge of this process finished without error; 0 if none did.",
+	})
+)
+
+func init() {
+	for _, k := range []string{"records", "attempts", "payloads"} {
+		purged.WithLabelValues(k)
+	}
+}
+
+// Collectors returns the maintenance metrics, for registration.
+func Collectors() []prometheus.Collector { return []prometheus.Collector{purged, purgeLastSuccess} }
+
 // NewPurgeTask builds the retention purge, unique while it runs.
 func NewPurgeTask() *asynq.Task {
 	return asynq.NewTask(TypePurge, nil,
 		asynq.Queue(QueuePeriodic), asynq.Unique(time.Hour), asynq.MaxRetry(1), asynq.Timeout(time.Hour))
 }
 
-// Purge deletes terminal records older than retention, with their attempts
-// and orphaned payloads, in small batches.
-func Purge(ctx context.Context, st *store.Store, retention time.Duration) (store.PurgeResult, error) {
-	return st.Purge(ctx, time.Now().Add(-retention), purgeBatch, purgePause)
+// Purge deletes terminal records completed longer than retention ago, with
+// their attempts and orphaned payloads, in small batches; progress, when
+// set, is told the running total after each batch.
+func Purge(ctx context.Context, st *store.Store, retention time.Duration, progress func(store.PurgeResult)) (store.PurgeResult, error) {
+	return st.Purge(ctx, store.PurgeParams{
+		Cutoff: time.Now().Add(-retention), Batch: purgeBatch, Pause: purgePause, Progress: progress,
+	})
 }
 
 // NewRefreshInvariantsTask builds the invariants refresh, unique while it runs.
@@ -45,8 +72,11 @@ func NewRefreshInvariantsTask() *asynq.Task {
 // MaintenanceHandlers runs periodic upkeep.
 type MaintenanceHandlers struct {
 	Store *store.Store
-	// Retention is how long terminal records are kept. Defaults to 30 days.
+	// Retention is how long terminal records are kept after completing.
+	// Defaults to 720h.
 	Retention time.Duration
+	// Logger receives each purge's counts. Defaults to slog.Default().
+	Logger *slog.Logger
 }
 
 // Register adds the maintenance handlers to mux.
@@ -55,9 +85,33 @@ func (h *MaintenanceHandlers) Register(mux *asynq.ServeMux) {
 		return h.Store.RefreshInvariants(ctx)
 	})
 	mux.HandleFunc(TypePurge, func(ctx context.Context, _ *asynq.Task) error {
-		_, err := Purge(ctx, h.Store, cmp.Or(h.Retention, DefaultRetention))
+		_, err := h.purge(ctx)
 		return err
 	})
+}
+
+// purge runs one scheduled purge, counting what it removed in the metrics
+// as it goes and logging the totals.
+func (h *MaintenanceHandlers) purge(ctx context.Context) (store.PurgeResult, error) {
+	logger := cmp.Or(h.Logger, slog.Default())
+	retention := cmp.Or(h.Retention, DefaultRetention)
+	began := time.Now()
+	var last store.PurgeResult
+	total, err := Purge(ctx, h.Store, retention, func(t store.PurgeResult) {
+		purged.WithLabelValues("records").Add(float64(t.Records - last.Records))
+		purged.WithLabelValues("attempts").Add(float64(t.Attempts - last.Attempts))
+		purged.WithLabelValues("payloads").Add(float64(t.Payloads - last.Payloads))
+		last = t
+	})
+	attrs := []any{"records", total.Records, "attempts", total.Attempts, "payloads", total.Payloads,
+		"retention", retention, "took", time.Since(began).Round(time.Millisecond)}
+	if err != nil {
+		logger.Warn("purge: stopped early", append(attrs, "err", err)...)
+		return total, err
+	}
+	purgeLastSuccess.SetToCurrentTime()
+	logger.Info("purge: done", attrs...)
+	return total, nil
 }
 
 // invariantsSchedule returns the periodic refresh, or none when pg_cron
@@ -73,4 +127,28 @@ func (e *Engine) invariantsSchedule(ctx context.Context) []Periodic {
 		e.Logger.Warn("pg_cron schedule failed; using the scheduler", "err", err)
 	}
 	return []Periodic{{Every: interval, Task: NewRefreshInvariantsTask()}}
+}
+
+// refreshAfterStart enqueues one invariants refresh delay after the
+// scheduler starts, so the view reflects a deploy once it has settled
+// instead of waiting up to a whole interval (or for pg_cron). Schedulers
+// started together enqueue it once: the task is unique.
+func (e *Engine) refreshAfterStart(delay time.Duration) func(ctx context.Context) {
+	return func(ctx context.Context) {
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		_, err := e.Client.asynq.EnqueueContext(ctx, NewRefreshInvariantsTask())
+		switch {
+		case err == nil:
+			e.Logger.Info("invariants: refresh after start enqueued", "delay", delay)
+		case errors.Is(err, asynq.ErrDuplicateTask):
+		case ctx.Err() == nil:
+			e.Logger.Warn("invariants: refresh after start", "err", err)
+		}
+	}
 }

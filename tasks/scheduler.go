@@ -23,7 +23,9 @@ type Periodic struct {
 type Scheduler struct {
 	sched *asynq.Scheduler
 	tasks []Periodic
-	life  lifecycle.Base
+	// afterStart run once each, in the background, from Start until Stop.
+	afterStart []func(ctx context.Context)
+	life       lifecycle.Base
 }
 
 // NewScheduler returns a scheduler for tasks.
@@ -42,13 +44,19 @@ func NewScheduler(redisOpt asynq.RedisConnOpt, logger *slog.Logger, tasks ...Per
 
 // Start registers the tasks and begins ticking.
 func (s *Scheduler) Start(ctx context.Context) error {
-	return s.life.Start(ctx, func(context.Context) error {
+	return s.life.Start(ctx, func(ctx context.Context) error {
 		for _, p := range s.tasks {
 			if _, err := s.sched.Register(fmt.Sprintf("@every %s", p.Every), p.Task); err != nil {
 				return err
 			}
 		}
-		return s.sched.Start()
+		if err := s.sched.Start(); err != nil {
+			return err
+		}
+		for _, fn := range s.afterStart {
+			s.life.Go(func() { fn(ctx) })
+		}
+		return nil
 	})
 }
 

@@ -32,7 +32,8 @@ func bindEngineFlags(f *pflag.FlagSet, c *tasks.EngineConfig) {
 	f.DurationVar(&c.Legacy.Schedule.Min, "legacy-retry-min", repeaters.DefaultLegacyRetryMin, "legacy path: first per-record retry delay (then ×3)")
 	f.DurationVar(&c.Scheduler.CheckInterval, "check-interval", tasks.DefaultCheckInterval, "legacy path: how often check_repeaters runs")
 	f.DurationVar(&c.Scheduler.InvariantsInterval, "invariants-interval", tasks.DefaultInvariantsInterval, "how often the invariants view is refreshed")
-	f.DurationVar(&c.Scheduler.Retention, "retention", tasks.DefaultRetention, "how long terminal records are kept before the hourly purge")
+	f.DurationVar(&c.Scheduler.InvariantsStartupDelay, "invariants-startup-delay", tasks.DefaultInvariantsStartupDelay, "the scheduler refreshes the invariants once this long after it starts")
+	f.DurationVar(&c.Scheduler.Retention, "retention", tasks.DefaultRetention, "how long terminal records are kept after completing, before the hourly purge")
 	f.Var((*negatedBool)(&c.LegacyByDefault), "process-repeaters-default", "process_repeaters flag of domains without a row")
 	f.Lookup("process-repeaters-default").NoOptDefVal = "true"
 }

@@ -111,8 +111,8 @@ func TestBrowserCountsWhileRecordsFlow(t *testing.T) {
 	if v := eval[string](t, ctx, `document.querySelector('tr[data-check="success_without_attempt"] [data-status]').textContent`); v != "VIOLATED" {
 		t.Errorf("success_without_attempt shows %q, want VIOLATED", v)
 	}
-	if v := eval[string](t, ctx, `document.querySelector('tr[data-check="domain_mismatch"] [data-status]').textContent`); v != "OK" {
-		t.Errorf("domain_mismatch shows %q, want OK", v)
+	if v := eval[string](t, ctx, `document.querySelector('tr[data-check="negative_stats_count"] [data-status]').textContent`); v != "OK" {
+		t.Errorf("negative_stats_count shows %q, want OK", v)
 	}
 	if v := eval[string](t, ctx, `document.getElementById('invariants-refreshed').textContent`); !strings.Contains(v, "As of the last refresh") {
 		t.Errorf("invariants refresh time = %q", v)

@@ -132,7 +132,10 @@ var checkDescriptions = map[string]string{
 	store.CheckStarvedReadyRecords:    "ready for over a day on a repeater free to send",
 	store.CheckSuccessWithoutAttempt:  "Success without a Success attempt",
 	store.CheckFailPastMaxAttempts:    "still ready after the last try",
-	store.CheckDomainMismatch:         "record and repeater domains differ",
+	store.CheckAttemptCountMismatch:   "attempt count differs from the attempts",
+	store.CheckNegativeStatsCount:     "a WAL aggregate count below zero",
+	store.CheckStalePendingBatch:      "a recorded batch nobody applied",
+	store.CheckPendingWithAttempts:    "Pending records with attempts",
 }
 
 func (c *Console) loadInvariants(ctx context.Context, now time.Time) invariantsView {
