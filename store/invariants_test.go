@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-
 	"repeaterd/store"
 	"repeaterd/store/storetest"
 )
