@@ -89,6 +89,15 @@ func addStatDeltas(ctx context.Context, tx pgx.Tx, deltas []StatCount) error {
 	return err
 }
 
+// MarkStatsThrough records that every commit before through has been
+// applied from slot although nothing new was: an idle consumer's word that
+// it is caught up. It never moves applied_through back.
+func (s *Store) MarkStatsThrough(ctx context.Context, slot string, through time.Time) error {
+	_, err := s.pool.Exec(ctx, `UPDATE stats_progress SET applied_through = greatest(applied_through, $2)
+		WHERE slot_name = $1`, slot, through)
+	return err
+}
+
 // AppliedLSN returns the end LSN of the last WAL transaction applied from
 // slot; ENOTFOUND when slot does not feed the stats (never started, or
 // replaced by another slot).
@@ -235,13 +244,6 @@ func (s *Store) ReplicationSlotDatabase(ctx context.Context, name string) (strin
 	return *db, nil
 }
 
-// CurrentDatabase is the name of the database the store is connected to.
-func (s *Store) CurrentDatabase(ctx context.Context) (string, error) {
-	var db string
-	err := s.pool.QueryRow(ctx, `SELECT current_database()`).Scan(&db)
-	return db, err
-}
-
 // StatsFeedSlot returns the slot stats_progress names, "" when none does.
 func (s *Store) StatsFeedSlot(ctx context.Context) (string, error) {
 	var slot string
@@ -263,6 +265,7 @@ func (s *Store) DropReplicationSlot(ctx context.Context, name string) error {
 // StatsSetup is what the WAL stats consumer needs from the server and schema.
 type StatsSetup struct {
 	WALLevel            string // must be "logical"
+	Database            string // the database connected to
 	User                string // the role connected
 	CanReplicate        bool   // the role has REPLICATION (or is a superuser)
 	Publication         bool   // the publication exists in this database
@@ -272,11 +275,11 @@ type StatsSetup struct {
 // GetStatsSetup reads the settings the WAL stats consumer depends on.
 func (s *Store) GetStatsSetup(ctx context.Context, publication string) (*StatsSetup, error) {
 	var st StatsSetup
-	err := s.pool.QueryRow(ctx, `SELECT current_setting('wal_level'), current_user,
+	err := s.pool.QueryRow(ctx, `SELECT current_setting('wal_level'), current_database(), current_user,
 			(SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user),
 			EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1),
 			(SELECT relreplident = 'f' FROM pg_class WHERE oid = 'repeat_records'::regclass)`,
-		publication).Scan(&st.WALLevel, &st.User, &st.CanReplicate, &st.Publication, &st.ReplicaIdentityFull)
+		publication).Scan(&st.WALLevel, &st.Database, &st.User, &st.CanReplicate, &st.Publication, &st.ReplicaIdentityFull)
 	return &st, err
 }
 

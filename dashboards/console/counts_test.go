@@ -104,7 +104,7 @@ func TestBrowserCountsWhileRecordsFlow(t *testing.T) {
 
 	// No stats consumer runs here: the counts are live, and the page says so.
 	if banner := eval[string](t, ctx, `(document.getElementById('counts-live') || {}).textContent || ''`); !strings.Contains(banner,
-		"live counts (slow): the WAL stats consumer is not running") {
+		"live counts (slow): the WAL stats consumer has never run on this database") {
 		t.Errorf("live counts banner = %q", banner)
 	}
 	// The invariant broken above, and the others OK.

@@ -77,7 +77,7 @@ func (c *Console) loadCounts(ctx context.Context) countsView {
 		v.Err = c.failed("counts", err)
 		return v
 	}
-	v.Live = rc.Live
+	v.Live, v.LiveReason = rc.Live, rc.LiveReason
 	stateIndex := make(map[store.State]int, len(store.AllStates))
 	for i, s := range store.AllStates {
 		stateIndex[s] = i

@@ -43,13 +43,15 @@ type errorView struct {
 // Record counts.
 
 type countsView struct {
-	Err    string
-	Live   bool
-	States []string
-	Rows   []countsRow
-	Totals []stateCount
-	Total  int64
-	Hidden int // domains beyond maxDomains
+	Err  string
+	Live bool
+	// LiveReason says why the counts are live (store.RecordCounts).
+	LiveReason string
+	States     []string
+	Rows       []countsRow
+	Totals     []stateCount
+	Total      int64
+	Hidden     int // domains beyond maxDomains
 }
 
 type countsRow struct {

@@ -4,17 +4,25 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Defaults of Config.
 const (
-	DefaultSlotName        = "repeaterd_stats"
-	DefaultPublication     = "repeaterd_stats" // created by migration 00010
+	// DefaultSlotPrefix begins the default slot name, which ends with the
+	// database's name (SlotNameFor): slots are per server, so two
+	// repeaterd databases on one server must not share one.
+	DefaultSlotPrefix = "repeaterd_stats_"
+	// DefaultPublication is created by migration 00010. Publications belong
+	// to a database, so every database can use the same name.
+	DefaultPublication     = "repeaterd_stats"
 	DefaultStandbyInterval = 10 * time.Second
 	DefaultBatchSize       = 5000
 	DefaultBatchWait       = 100 * time.Millisecond
@@ -26,8 +34,11 @@ type Config struct {
 	// consumer opens its replication connection with it. It is required.
 	// Defaults to none.
 	DatabaseURL string
-	// SlotName is the logical replication slot; slots are cluster-wide, so two
-	// databases on one server need different names. Defaults to "repeaterd_stats".
+	// SlotName is the logical replication slot (REPEATERD_STATS_SLOT). Slots
+	// are per server, so two databases on one server need different names;
+	// a slot of this name owned by another database is an error naming it.
+	// Defaults to SlotNameFor(the database of DatabaseURL), e.g.
+	// "repeaterd_stats_repeaterd".
 	SlotName string
 	// Publication is the pgoutput publication on repeat_records. Defaults to
 	// "repeaterd_stats".
@@ -54,13 +65,40 @@ type Config struct {
 
 // WithDefaults returns c with zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
-	c.SlotName = cmp.Or(c.SlotName, DefaultSlotName)
+	if c.SlotName == "" {
+		if cc, err := pgconn.ParseConfig(c.DatabaseURL); err == nil {
+			c.SlotName = SlotNameFor(cmp.Or(cc.Database, cc.User))
+		}
+	}
 	c.Publication = cmp.Or(c.Publication, DefaultPublication)
 	c.StandbyInterval = cmp.Or(c.StandbyInterval, DefaultStandbyInterval)
 	c.BatchSize = cmp.Or(c.BatchSize, DefaultBatchSize)
 	c.BatchWait = cmp.Or(c.BatchWait, DefaultBatchWait)
 	c.Logger = cmp.Or(c.Logger, slog.Default())
 	return c
+}
+
+// SlotNameFor is the default slot name of a database: DefaultSlotPrefix and
+// the database's name in a-z, 0-9 and _, shortened with a hash of the whole
+// name when it would pass Postgres's 63 characters (or lose characters), so
+// distinct databases get distinct slots.
+func SlotNameFor(database string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(database) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	name := DefaultSlotPrefix + b.String()
+	if b.String() == database && len(name) <= 63 {
+		return name
+	}
+	h := fnv.New32a()
+	h.Write([]byte(database))
+	suffix := fmt.Sprintf("_%08x", h.Sum32())
+	return name[:min(len(name), 63-len(suffix))] + suffix
 }
 
 // identifier is what slot and publication names are restricted to: they are

@@ -4,7 +4,7 @@ import "testing"
 
 func TestConfigDefaultsAndValidation(t *testing.T) {
 	c := Config{DatabaseURL: "postgres://x@127.0.0.1/db"}.WithDefaults()
-	if c.SlotName != DefaultSlotName || c.Publication != DefaultPublication ||
+	if c.SlotName != SlotNameFor("db") || c.Publication != DefaultPublication ||
 		c.StandbyInterval != DefaultStandbyInterval || c.BatchSize != DefaultBatchSize ||
 		c.BatchWait != DefaultBatchWait || c.Logger == nil {
 		t.Fatalf("WithDefaults = %+v", c)

@@ -32,6 +32,7 @@ type Consumer struct {
 	store      *store.Store
 	metrics    metrics
 	applied    atomic.Uint64 // pglogrepl.LSN committed to stats_progress
+	status     statusBox
 
 	life lifecycle.Base
 
@@ -54,14 +55,15 @@ func New(st *store.Store, cfg Config) (*Consumer, error) {
 	return &Consumer{cfg: cfg, connConfig: connConfig, store: st, metrics: newMetrics()}, nil
 }
 
-// Start checks the server can feed the stats, then consumes the slot in the
-// background until Stop, reconnecting after errors. An error wrapping
-// ErrWALUnavailable means it never will as configured.
+// Start consumes the slot in the background until Stop, reconnecting after
+// errors. It does not fail when the server cannot feed the stats (an error
+// wrapping ErrWALUnavailable, or a slot of another database): the consumer
+// is then degraded, says why in Health and Status, keeps retrying, and the
+// dashboards serve live counts meanwhile. Only the other roles of the
+// process are unaffected by design.
 func (c *Consumer) Start(ctx context.Context) error {
 	return c.life.Start(ctx, func(ctx context.Context) error {
-		if err := c.preflight(ctx); err != nil {
-			return err
-		}
+		c.status.set(StateStarting, nil)
 		c.life.Go(func() { c.run(ctx) })
 		return nil
 	})
@@ -69,7 +71,11 @@ func (c *Consumer) Start(ctx context.Context) error {
 
 // Stop stops consuming, applying and acknowledging what was received, and
 // waits for the background work to end.
-func (c *Consumer) Stop(ctx context.Context) error { return c.life.Stop(ctx, nil) }
+func (c *Consumer) Stop(ctx context.Context) error {
+	err := c.life.Stop(ctx, nil)
+	c.status.set(StateStopped, nil)
+	return err
+}
 
 // AppliedLSN is the end of the WAL applied to the stats, as far as this
 // consumer knows.
@@ -77,13 +83,16 @@ func (c *Consumer) AppliedLSN() pglogrepl.LSN { return pglogrepl.LSN(c.applied.L
 
 // Collectors returns the consumer's metrics, for the caller to register.
 func (c *Consumer) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{c.metrics.lagBytes, c.metrics.appliedLSN, c.metrics.appliedChanges}
+	return []prometheus.Collector{c.metrics.lagBytes, c.metrics.appliedLSN, c.metrics.appliedChanges,
+		c.metrics.heartbeat, c.metrics.streaming}
 }
 
 type metrics struct {
 	lagBytes       prometheus.Gauge
 	appliedLSN     prometheus.Gauge
 	appliedChanges prometheus.Counter
+	heartbeat      prometheus.Gauge
+	streaming      prometheus.Gauge
 }
 
 func newMetrics() metrics {
@@ -100,6 +109,14 @@ func newMetrics() metrics {
 			Name: "repeaterd_stats_applied_changes_total",
 			Help: "Row changes of repeat_records applied to repeat_record_stats.",
 		}),
+		heartbeat: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "repeaterd_stats_heartbeat_timestamp_seconds",
+			Help: "Unix time this consumer last applied or acknowledged its slot (every few seconds while it streams); 0 in a standby or degraded consumer that never streamed.",
+		}),
+		streaming: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "repeaterd_stats_streaming",
+			Help: "1 while this consumer streams its slot; 0 while it stands by, starts or is degraded.",
+		}),
 	}
 }
 
@@ -112,6 +129,7 @@ func (c *Consumer) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		began := time.Now()
 		err := c.runOnce(ctx)
+		c.metrics.streaming.Set(0)
 		if ctx.Err() != nil {
 			return
 		}
@@ -121,6 +139,9 @@ func (c *Consumer) run(ctx context.Context) {
 		level := slog.LevelWarn
 		if store.ErrorCode(err) == store.ECONFLICT {
 			level = slog.LevelInfo // a standby: another process is the consumer
+			c.status.set(StateStandby, nil)
+		} else {
+			c.status.set(StateDegraded, err)
 		}
 		c.cfg.Logger.Log(ctx, level, "stats: replication session ended; retrying", "slot", c.cfg.SlotName,
 			"error", err, "retry_in", delay)
@@ -151,6 +172,9 @@ func (c *Consumer) refreshLag(ctx context.Context) {
 // runOnce is one replication session: take the consumer lock, connect,
 // resume or create the slot, then stream until ctx ends or something fails.
 func (c *Consumer) runOnce(ctx context.Context) error {
+	if err := c.preflight(ctx); err != nil {
+		return err
+	}
 	release, err := c.store.LockStats(ctx, c.cfg.SlotName)
 	if err != nil {
 		return err
@@ -169,7 +193,15 @@ func (c *Consumer) runOnce(ctx context.Context) error {
 	if err := conn.startReplication(ctx, c.cfg.SlotName, c.cfg.Publication, start); err != nil {
 		return err
 	}
-	c.cfg.Logger.Info("stats: streaming", "slot", c.cfg.SlotName, "from", start)
+	prev := c.status.set(StateStreaming, nil)
+	c.metrics.streaming.Set(1)
+	c.metrics.heartbeat.SetToCurrentTime()
+	if prev.State == StateDegraded {
+		c.cfg.Logger.Info("stats: resumed streaming", "slot", c.cfg.SlotName, "from", start,
+			"degraded_for", time.Since(prev.Since).Round(time.Second), "was", prev.Err)
+	} else {
+		c.cfg.Logger.Info("stats: streaming", "slot", c.cfg.SlotName, "from", start)
+	}
 	return c.newSession(conn, start).run(ctx)
 }
 
@@ -177,6 +209,7 @@ func (c *Consumer) runOnce(ctx context.Context) error {
 // row changes were applied.
 func (c *Consumer) noteApplied(lsn pglogrepl.LSN, changes int) {
 	c.applied.Store(uint64(lsn))
+	c.metrics.heartbeat.SetToCurrentTime()
 	c.metrics.appliedLSN.Set(float64(lsn))
 	c.metrics.appliedChanges.Add(float64(changes))
 	if c.cfg.OnApplied != nil {

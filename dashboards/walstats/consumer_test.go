@@ -44,8 +44,8 @@ func TestConsumerBackfillsExistingRecords(t *testing.T) {
 	if rc, err := e.st.RecordCounts(ctx, ""); err != nil || rc.Live {
 		t.Errorf("RecordCounts live = %v (%v), want the aggregate while the slot feeds it", rc.Live, err)
 	}
-	if len(c.Collectors()) != 3 {
-		t.Errorf("Collectors() = %d collectors, want 3", len(c.Collectors()))
+	if len(c.Collectors()) != 5 {
+		t.Errorf("Collectors() = %d collectors, want 5", len(c.Collectors()))
 	}
 }
 

@@ -11,6 +11,10 @@ import (
 	"repeaterd/store"
 )
 
+// idleThroughEvery is how often an idle session stores that it is still
+// caught up (stats_progress.applied_through).
+const idleThroughEvery = 30 * time.Second
+
 // session is one replication session's stream, decoder and unapplied batch:
 // it applies the batch when it is full or has waited BatchWait, and
 // acknowledges the slot every StandbyInterval.
@@ -19,6 +23,8 @@ type session struct {
 	conn    *replConn
 	dec     *decoder
 	idleEnd pglogrepl.LSN // server WAL position seen between transactions
+	idleAt  time.Time     // the server's time when it reported idleEnd
+	through time.Time     // the applied_through this session last stored
 	nextAck time.Time
 	flushBy time.Time // zero while the batch is empty
 }
@@ -80,8 +86,8 @@ func (s *session) shutdown(ctx context.Context) {
 
 func (s *session) handle(ctx context.Context, msg received) error {
 	if msg.keepalive {
-		if !s.dec.inTx {
-			s.idleEnd = max(s.idleEnd, msg.serverWALEnd)
+		if !s.dec.inTx && msg.serverWALEnd > s.idleEnd {
+			s.idleEnd, s.idleAt = msg.serverWALEnd, msg.serverTime
 		}
 		if msg.replyRequested {
 			return s.ack(ctx)
@@ -107,6 +113,9 @@ func (s *session) flush(ctx context.Context) error {
 		return nil
 	}
 	p := s.dec.params(s.c.cfg.SlotName)
+	if n := len(s.dec.commitTimes); n > 0 {
+		p.Through = s.dec.commitTimes[n-1]
+	}
 	if err := s.apply(ctx, p); err != nil {
 		return err
 	}
@@ -141,12 +150,24 @@ func (s *session) apply(ctx context.Context, p store.ApplyStatsParams) error {
 func (s *session) ack(ctx context.Context) error {
 	s.nextAck = time.Now().Add(s.c.cfg.StandbyInterval)
 	if !s.dec.inTx && s.dec.empty() && s.idleEnd > s.dec.applied {
-		p := store.ApplyStatsParams{Slot: s.c.cfg.SlotName, EndLSN: s.idleEnd}
+		p := store.ApplyStatsParams{Slot: s.c.cfg.SlotName, EndLSN: s.idleEnd, Through: s.idleAt}
 		if err := s.apply(ctx, p); err != nil {
 			return err
 		}
 		s.c.noteApplied(p.EndLSN, 0)
 		s.dec.applied = p.EndLSN
+		s.through = s.idleAt
+	} else if !s.dec.inTx && s.dec.empty() && s.idleEnd == s.dec.applied && s.idleAt.Sub(s.through) > idleThroughEvery {
+		// Nothing at all was written: say so now and then, or an idle
+		// server's aggregate would look behind (the stats_drift invariant).
+		if err := s.c.store.MarkStatsThrough(ctx, s.c.cfg.SlotName, s.idleAt); err != nil {
+			return fmt.Errorf("stats: mark idle position: %w", err)
+		}
+		s.through = s.idleAt
 	}
-	return s.conn.sendStatus(ctx, s.dec.applied)
+	if err := s.conn.sendStatus(ctx, s.dec.applied); err != nil {
+		return err
+	}
+	s.c.metrics.heartbeat.SetToCurrentTime()
+	return nil
 }

@@ -16,8 +16,15 @@ import (
 // each names its fix. Callers serve live counts instead (store.RecordCounts).
 var ErrWALUnavailable = errors.New("WAL stats unavailable")
 
-// preflight turns a server or schema that cannot feed the stats into an
-// error naming the fix, before anything is created.
+// ErrSlotElsewhere is wrapped by the error for a slot name another
+// database's consumer owns (slots are per server); it names the setting to
+// change.
+var ErrSlotElsewhere = errors.New("replication slot owned by another database")
+
+// preflight turns a server or schema that cannot feed the stats, or a slot
+// name taken by another database, into an error naming the fix, before
+// anything is created. Each session runs it, so a fix is picked up by the
+// next retry.
 func (c *Consumer) preflight(ctx context.Context) error {
 	setup, err := c.store.GetStatsSetup(ctx, c.cfg.Publication)
 	if err != nil {
@@ -26,11 +33,19 @@ func (c *Consumer) preflight(ctx context.Context) error {
 	if err := checkSetup(setup, c.cfg.Publication); err != nil {
 		return err
 	}
-	conn, err := connect(ctx, c.connConfig)
-	if err != nil {
-		return err
+	owner, err := c.store.ReplicationSlotDatabase(ctx, c.cfg.SlotName)
+	if store.ErrorCode(err) == store.ENOTFOUND {
+		return nil
 	}
-	return conn.close(ctx)
+	if err != nil {
+		return fmt.Errorf("stats: look up slot %q: %w", c.cfg.SlotName, err)
+	}
+	if owner != setup.Database {
+		return fmt.Errorf("stats: %w: slot %q belongs to database %q, not %q (slots are per server): "+
+			"set REPEATERD_STATS_SLOT to a name of this database's own (the default is %s)",
+			ErrSlotElsewhere, c.cfg.SlotName, owner, setup.Database, SlotNameFor(setup.Database))
+	}
+	return nil
 }
 
 func checkSetup(s *store.StatsSetup, publication string) error {

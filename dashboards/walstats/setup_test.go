@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -29,9 +30,14 @@ func TestConsumerNoReplicationPrivilege(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = c.Start(ctx)
+	// Start does not fail the process: the consumer is degraded and says why.
+	if err := c.Start(ctx); err != nil {
+		t.Fatalf("Start as a role without REPLICATION: %v, want it to start degraded", err)
+	}
+	t.Cleanup(func() { _ = c.Stop(context.Background()) })
+	err = waitDegraded(t, c)
 	if !errors.Is(err, ErrWALUnavailable) || !strings.Contains(err.Error(), "WITH REPLICATION") {
-		t.Fatalf("Start as a role without REPLICATION: err = %v, want ErrWALUnavailable naming the fix", err)
+		t.Fatalf("Health as a role without REPLICATION: %v, want ErrWALUnavailable naming the fix", err)
 	}
 	t.Log(err)
 	// The replication connection's own refusal names the fix too.
@@ -43,7 +49,7 @@ func TestConsumerNoReplicationPrivilege(t *testing.T) {
 }
 
 func TestSetupErrorsNameTheFix(t *testing.T) {
-	ready := store.StatsSetup{WALLevel: "logical", User: "app", CanReplicate: true, Publication: true, ReplicaIdentityFull: true}
+	ready := store.StatsSetup{WALLevel: "logical", Database: "db", User: "app", CanReplicate: true, Publication: true, ReplicaIdentityFull: true}
 	tests := []struct {
 		name  string
 		setup func(*store.StatsSetup)
@@ -72,5 +78,49 @@ func TestSetupErrorsNameTheFix(t *testing.T) {
 		Message: "logical decoding requires wal_level >= logical"}), "app")
 	if !errors.Is(err, ErrWALUnavailable) || !strings.Contains(err.Error(), "wal_level = logical") {
 		t.Fatalf("classify(wal_level) = %v", err)
+	}
+}
+
+// waitDegraded waits for c to report itself degraded and returns its Health.
+func waitDegraded(t *testing.T, c *Consumer) error {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		st, changed := c.status.next()
+		if st.State == StateDegraded {
+			return c.Health()
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("consumer still %s after 30s, want degraded", st.State)
+		}
+	}
+}
+
+func TestSlotNameFor(t *testing.T) {
+	long := strings.Repeat("x", 60)
+	for _, tt := range []struct{ db, want string }{
+		{"repeaterd", "repeaterd_stats_repeaterd"},
+		{"prod_eu_1", "repeaterd_stats_prod_eu_1"},
+	} {
+		if got := SlotNameFor(tt.db); got != tt.want {
+			t.Errorf("SlotNameFor(%q) = %q, want %q", tt.db, got, tt.want)
+		}
+	}
+	seen := map[string]string{}
+	for _, db := range []string{"Staging", "staging", "my-db", "my_db", long, long + "y"} {
+		got := SlotNameFor(db)
+		if !identifier.MatchString(got) || !strings.HasPrefix(got, DefaultSlotPrefix) {
+			t.Errorf("SlotNameFor(%q) = %q: not a valid slot name", db, got)
+		}
+		if other, ok := seen[got]; ok {
+			t.Errorf("SlotNameFor(%q) = SlotNameFor(%q) = %q", db, other, got)
+		}
+		seen[got] = db
+	}
+	c := Config{DatabaseURL: "postgres://u@127.0.0.1:5432/Shop-Prod"}.WithDefaults()
+	if c.SlotName != SlotNameFor("Shop-Prod") {
+		t.Errorf("default slot of database Shop-Prod = %q, want %q", c.SlotName, SlotNameFor("Shop-Prod"))
 	}
 }

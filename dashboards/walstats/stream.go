@@ -74,6 +74,7 @@ type received struct {
 	wal            []byte
 	keepalive      bool
 	serverWALEnd   pglogrepl.LSN
+	serverTime     time.Time
 	replyRequested bool
 }
 
@@ -112,7 +113,8 @@ func parseCopyData(data []byte) (received, error) {
 		if err != nil {
 			return received{}, fmt.Errorf("stats: keepalive: %w", err)
 		}
-		return received{keepalive: true, serverWALEnd: k.ServerWALEnd, replyRequested: k.ReplyRequested}, nil
+		return received{keepalive: true, serverWALEnd: k.ServerWALEnd, serverTime: k.ServerTime,
+			replyRequested: k.ReplyRequested}, nil
 	case pglogrepl.XLogDataByteID:
 		x, err := pglogrepl.ParseXLogData(data[1:])
 		if err != nil {
