@@ -130,6 +130,7 @@ type Web struct {
 	monitorOpt asynq.RedisConnOpt
 	monitor    *asynqmon.HTTPHandler
 	handler    http.Handler
+	roles      atomic.Pointer[RoleHealth]
 
 	life lifecycle.Base
 	mu   sync.Mutex // guards ln
@@ -215,24 +216,21 @@ func (w *Web) routes() http.Handler {
 	mux.Handle(MonitorPath+"/", w.requireToken(`Basic realm="repeaterd", charset="UTF-8"`, w.monitor))
 	mux.Handle("/api/", w.requireToken(`Bearer realm="repeaterd"`, w.api))
 	mux.Handle("/", w.page)
-	return mux
+	return w.observe(mux)
 }
 
-// readyz says whether this process can serve: both Postgres and Redis answer.
+// SetRoleHealth has /readyz report the process's roles (ReadyHandler); set
+// once every role exists, like SetMetricsHandler.
+func (w *Web) SetRoleHealth(h RoleHealth) { w.roles.Store(&h) }
+
+// readyz says whether this process can serve (ReadyHandler), with the
+// detail of its roles once SetRoleHealth has named them.
 func (w *Web) readyz(rw http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	status := map[string]string{"postgres": "ok", "redis": "ok"}
-	code := http.StatusOK
-	if err := w.st.Ping(ctx); err != nil {
-		w.logger.Warn("readyz: postgres", "err", err)
-		status["postgres"], code = "unavailable", http.StatusServiceUnavailable
+	var roles RoleHealth
+	if h := w.roles.Load(); h != nil {
+		roles = *h
 	}
-	if err := w.rdb.Ping(ctx).Err(); err != nil {
-		w.logger.Warn("readyz: redis", "err", err)
-		status["redis"], code = "unavailable", http.StatusServiceUnavailable
-	}
-	api.WriteJSON(rw, code, status)
+	ReadyHandler(w.st, w.rdb, roles, w.logger).ServeHTTP(rw, r)
 }
 
 // requireToken lets through requests carrying the token (auth.Token.Allows:

@@ -20,7 +20,7 @@ import (
 func dashboardRoles(o runOptions) map[string]tasks.RoleBuilder {
 	return map[string]tasks.RoleBuilder{
 		tasks.RoleStats: func(_ context.Context, eng *tasks.Engine) (lifecycle.Service, error) {
-			return walstats.New(eng.Store, walstats.Config{DatabaseURL: eng.DatabaseURL(), Logger: eng.Logger})
+			return walstats.New(eng.Store, walstats.Config{DatabaseURL: eng.DatabaseURL(), SlotName: o.statsSlot, Logger: eng.Logger})
 		},
 		tasks.RoleWeb: func(_ context.Context, eng *tasks.Engine) (lifecycle.Service, error) {
 			page, err := console.New(eng.Store, console.Config{

@@ -30,6 +30,7 @@ func newRootCmd() *cobra.Command {
 		newRecordsCmd(),
 		newInvariantsCmd(),
 		newPurgeCmd(),
+		newHealthcheckCmd(),
 		newBenchCmd(),
 		newBenchSinkCmd(),
 		newBenchStatsConsumerCmd(),

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -12,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"repeaterd/repeaters/lifecycle"
+	"repeaterd/store"
 	"repeaterd/tasks"
 )
 
@@ -27,6 +26,9 @@ type runOptions struct {
 	metricsAddr     string
 	demoSinkAddr    string
 	demoSinkURL     string
+	statsSlot       string
+	logFormat       string
+	logLevel        string
 }
 
 func newRunCmd() *cobra.Command {
@@ -57,6 +59,9 @@ func newRunCmd() *cobra.Command {
 	f.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:8080", "web role listen address")
 	f.StringVar(&o.apiToken, "api-token", "", "bearer token for /api and /monitor (required to listen beyond loopback)")
 	f.Int64Var(&o.maxPayloadBytes, "max-payload-bytes", 1<<20, "largest accepted payload")
+	f.StringVar(&o.statsSlot, "stats-slot", "", "the stats role's replication slot (default repeaterd_stats_<database>; slots are per server)")
+	f.StringVar(&o.logFormat, "log-format", defaultLogFormat, "log format: text or json")
+	f.StringVar(&o.logLevel, "log-level", defaultLogLevel, "log level: debug, info, warn or error")
 	bindEngineFlags(f, &o.engine)
 	annotateEnv(f)
 	return cmd
@@ -76,7 +81,13 @@ func run(cmd *cobra.Command, o runOptions) error {
 	}
 	o.engine.Sender.Version = version
 	ctx := cmd.Context()
-	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	logger, err := newLogger(cmd.ErrOrStderr(), o.logFormat, o.logLevel)
+	if err != nil {
+		return err
+	}
+	if err := refusePendingMigrations(ctx, o.engine.DatabaseURL); err != nil {
+		return err
+	}
 	eng, err := tasks.OpenEngine(ctx, o.engine, logger)
 	if err != nil {
 		return err
@@ -87,7 +98,8 @@ func run(cmd *cobra.Command, o runOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := serveMetrics(o, eng, &services); err != nil {
+	roles := slices.DeleteFunc(slices.Clone(tasks.AllRoles), func(r string) bool { return !slices.Contains(o.roles, r) })
+	if err := serveMetrics(o, eng, &services, roleHealth(roles, services)); err != nil {
 		return err
 	}
 	if o.demo {
@@ -109,4 +121,18 @@ func run(cmd *cobra.Command, o runOptions) error {
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drain+5*time.Second)
 	defer cancel()
 	return lifecycle.StopAll(stopCtx, services)
+}
+
+// refusePendingMigrations keeps `run` off a schema older than its code,
+// naming the command that brings it up to date.
+func refusePendingMigrations(ctx context.Context, databaseURL string) error {
+	pending, err := store.PendingMigrations(ctx, databaseURL)
+	if err != nil {
+		return fmt.Errorf("check migrations: %w", err)
+	}
+	if len(pending) > 0 {
+		return fmt.Errorf("the database lacks %d migration(s) (%s): run `repeaterd migrate` first",
+			len(pending), strings.Join(pending, ", "))
+	}
+	return nil
 }

@@ -2,11 +2,16 @@ package metrics_test
 
 import (
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"testing"
+
+	"repeaterd/dashboards/metrics"
 )
 
 // The Grafana dashboard and the alert rules sit in dashboards/, beside this
@@ -88,6 +93,8 @@ func TestGrafanaDashboard(t *testing.T) {
 		"repeaterd_dispatcher_pass_duration_seconds_bucket", "repeaterd_dispatcher_ready_repeaters",
 		"repeaterd_repeaters_in_backoff", "repeaterd_dispatcher_skips_total", "asynq_queue_latency_seconds",
 		"asynq_queue_size", "repeaterd_stats_lag_bytes", "repeaterd_invariant_violations",
+		"repeaterd_ready_records", "repeaterd_oldest_ready_age_seconds", "repeaterd_http_request_duration_seconds_bucket",
+		"repeaterd_role_up", "repeaterd_stats_heartbeat_timestamp_seconds",
 	} {
 		if !seen[n] {
 			t.Errorf("no panel shows %s", n)
@@ -114,5 +121,28 @@ func TestAlertRulesNameExportedMetrics(t *testing.T) {
 				t.Errorf("%s: %s is not a metric repeaterd exports", file, n)
 			}
 		}
+	}
+}
+
+// promtool check metrics lints a scrape: naming (a gauge named _total, a
+// counter without it), units, help. The full registry must pass clean.
+func TestPromtoolCheckMetrics(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool not installed (scripts/promtool.sh installs it)")
+	}
+	reg, _ := fullRegistry(t, newMetricsDB(t))
+	srv := httptest.NewServer(metrics.Handler(reg))
+	defer srv.Close()
+	res, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = res.Body
+	out, err := cmd.CombinedOutput()
+	if err != nil || len(out) > 0 {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out)
 	}
 }

@@ -115,7 +115,8 @@ func (db *metricsDB) syncStats() {
 	db.exec(`DELETE FROM repeat_record_stats`)
 	db.exec(`INSERT INTO repeat_record_stats (domain, repeater_id, state, count)
 		SELECT domain, repeater_id, state, count(*) FROM repeat_records GROUP BY 1, 2, 3`)
-	db.exec(`INSERT INTO stats_progress (slot_name, applied_lsn) VALUES ('test_slot', '0/1') ON CONFLICT DO NOTHING`)
+	db.exec(`INSERT INTO stats_progress (slot_name, applied_lsn, applied_through) VALUES ('test_slot', '0/1', now())
+		ON CONFLICT (one) DO UPDATE SET applied_through = now()`)
 }
 
 func TestInvariantsCollectorFollowsTheView(t *testing.T) {
@@ -151,22 +152,30 @@ func TestInvariantsCollectorFollowsTheView(t *testing.T) {
 		}},
 		{store.CheckSuccessWithoutAttempt, 1, func() (string, []int64) {
 			ids := storetest.Records(t, db.s, dash(), 1)
-			db.exec(`UPDATE repeat_records SET state = 4, attempt_count = 1 WHERE id = ANY($1)`, ids)
-			return `INSERT INTO repeat_record_attempts (record_id, state, status_code) SELECT unnest($1::bigint[]), 4, 200`, ids
+			db.exec(`UPDATE repeat_records SET state = 4 WHERE id = ANY($1)`, ids)
+			return `WITH a AS (INSERT INTO repeat_record_attempts (record_id, state, status_code)
+				SELECT unnest($1::bigint[]), 4, 200) UPDATE repeat_records SET attempt_count = 1 WHERE id = ANY($1)`, ids
 		}},
 		{store.CheckFailPastMaxAttempts, 5, func() (string, []int64) {
 			ids := storetest.Records(t, db.s, dash(), 5)
-			db.exec(`UPDATE repeat_records SET state = 2, attempt_count = max_possible_tries WHERE id = ANY($1)`, ids)
+			db.exec(`UPDATE repeat_records SET state = 2, max_possible_tries = attempt_count WHERE id = ANY($1)`, ids)
 			return `UPDATE repeat_records SET state = 8 WHERE id = ANY($1)`, ids
 		}},
-		{store.CheckDomainMismatch, 6, func() (string, []int64) {
-			id := dash().ID
-			// The foreign key forbids it: disable its trigger for this session.
-			db.exec(fmt.Sprintf(`SET session_replication_role = replica;
-				WITH p AS (INSERT INTO payloads (domain, body) VALUES ('other', '') RETURNING id)
-				INSERT INTO repeat_records (domain, repeater_id, payload_id)
-				SELECT 'other', %d, p.id FROM p, generate_series(1, 6)`, id))
-			return `UPDATE repeat_records SET domain = 'dash' WHERE repeater_id = ANY($1)`, []int64{id}
+		{store.CheckAttemptCountMismatch, 4, func() (string, []int64) {
+			ids := storetest.Records(t, db.s, dash(), 4)
+			db.exec(`UPDATE repeat_records SET attempt_count = 3 WHERE id = ANY($1)`, ids)
+			return `UPDATE repeat_records SET attempt_count = 0 WHERE id = ANY($1)`, ids
+		}},
+		{store.CheckStalePendingBatch, 1, func() (string, []int64) {
+			r := dash()
+			db.exec(`UPDATE repeaters SET pending_batch = 'tok', last_attempt_at = now() - interval '20 minutes' WHERE id = $1`, r.ID)
+			return `UPDATE repeaters SET pending_batch = NULL WHERE id = ANY($1)`, []int64{r.ID}
+		}},
+		{store.CheckPendingWithAttempts, 3, func() (string, []int64) {
+			ids := storetest.Records(t, db.s, dash(), 3)
+			db.exec(`WITH a AS (INSERT INTO repeat_record_attempts (record_id, state, status_code)
+				SELECT unnest($1::bigint[]), 2, 503) UPDATE repeat_records SET attempt_count = 1 WHERE id = ANY($1)`, ids)
+			return `UPDATE repeat_records SET state = 2 WHERE id = ANY($1)`, ids
 		}},
 	}
 	fixes := map[string][]int64{}
@@ -182,10 +191,14 @@ func TestInvariantsCollectorFollowsTheView(t *testing.T) {
 	storetest.Records(t, db.s, drifted, 1)
 	db.exec(`UPDATE repeaters SET updated_at = now() - interval '1 hour'`)
 	db.exec(`UPDATE repeat_records SET registered_at = least(registered_at, now() - interval '1 hour'),
-		next_check = least(next_check, now() - interval '1 hour')`)
+		next_check = least(next_check, now() - interval '1 hour'),
+		state_changed_at = least(state_changed_at, now() - interval '1 hour')`)
 	db.syncStats()
 	db.exec(`UPDATE repeat_record_stats SET count = count + 4 WHERE repeater_id = $1 AND state = 1`, drifted.ID)
-	want[store.CheckStatsDrift] = 4
+	// A count below zero (for a repeater with no records: drift 2 as well).
+	db.exec(`INSERT INTO repeat_record_stats (domain, repeater_id, state, count) VALUES ('dash', $1, 4, -2)`, dash().ID)
+	want[store.CheckNegativeStatsCount] = 2
+	want[store.CheckStatsDrift] = 4 + 2
 	if len(want) != len(store.InvariantChecks) {
 		t.Fatalf("the test seeds %d checks of %d", len(want), len(store.InvariantChecks))
 	}

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	asynqmetrics "github.com/hibiken/asynq/x/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -27,21 +26,31 @@ const scrapeTimeout = 5 * time.Second
 // Config says what a process's /metrics exports.
 type Config struct {
 	// Store, when set, adds the metrics read from Postgres at scrape time:
-	// the invariants (InvariantsCollector) and repeaterd_repeaters_in_backoff.
+	// the invariants (InvariantsCollector), repeaterd_repeaters_in_backoff
+	// and the backlog (repeaterd_ready_records, repeaterd_oldest_ready_age_seconds).
 	// They describe the database, not the process, so one role per
 	// deployment (the web role) should export them; alert rules take max()
 	// across instances all the same. Defaults to none.
 	Store *store.Store
-	// Inspector, when set, adds asynq's queue collector (asynq_queue_size,
-	// asynq_queue_latency_seconds, asynq_tasks_enqueued_total{queue,state},
-	// ...), read from Redis at scrape time; like Store, one role should set
-	// it. Defaults to none.
+	// Inspector, when set, adds the queue collector (asynq_queue_size,
+	// asynq_queue_latency_seconds, asynq_tasks{queue,state}, ...; see
+	// queues.go), read from Redis at scrape time; like Store, one role
+	// should set it. Defaults to none.
 	Inspector *asynq.Inspector
 	// Collectors are registered as they are: the engine's
 	// (repeaters.Collectors()) in the dispatcher and worker roles, the stats
 	// consumer's (walstats.Consumer.Collectors()) in the stats role.
 	// Defaults to none.
 	Collectors []prometheus.Collector
+	// Version, when set, adds repeaterd_build_info{version, revision,
+	// goversion}. Defaults to none.
+	Version string
+	// LockTTL, when set, adds repeaterd_lock_ttl_seconds. Defaults to none.
+	LockTTL time.Duration
+	// Roles, when set, adds repeaterd_role_up{role} from its answer: the
+	// roles this process runs, each with nil or why it is degraded.
+	// Defaults to none.
+	Roles func() map[string]error
 }
 
 // NewRegistry returns a registry holding the Go runtime and process
@@ -54,10 +63,20 @@ func NewRegistry(cfg Config) (*prometheus.Registry, error) {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	}
 	if cfg.Store != nil {
-		cs = append(cs, NewInvariantsCollector(cfg.Store), newRepeatersInBackoffCollector(cfg.Store))
+		cs = append(cs, NewInvariantsCollector(cfg.Store), newRepeatersInBackoffCollector(cfg.Store),
+			newBacklogCollector(cfg.Store))
 	}
 	if cfg.Inspector != nil {
-		cs = append(cs, asynqmetrics.NewQueueMetricsCollector(cfg.Inspector))
+		cs = append(cs, newQueuesCollector(cfg.Inspector))
+	}
+	if cfg.Version != "" {
+		cs = append(cs, newBuildInfo(cfg.Version))
+	}
+	if cfg.LockTTL > 0 {
+		cs = append(cs, newLockTTL(cfg.LockTTL.Seconds()))
+	}
+	if cfg.Roles != nil {
+		cs = append(cs, newRolesCollector(cfg.Roles))
 	}
 	cs = append(cs, cfg.Collectors...)
 	for _, c := range cs {

@@ -1,6 +1,7 @@
 package metrics_test
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"repeaterd/dashboards"
 	"repeaterd/dashboards/metrics"
 	"repeaterd/dashboards/walstats"
 	"repeaterd/repeaters"
@@ -22,6 +24,13 @@ import (
 // store and asynq collectors, the engine's and the stats consumer's.
 func fullRegistry(t *testing.T, db *metricsDB, extra ...prometheus.Collector) (*prometheus.Registry, *asynq.Client) {
 	t.Helper()
+	// The web role's request metric has series once it served a request.
+	// (RedisClient empties the test binary's Redis DB: before any enqueue.)
+	web, err := dashboards.NewWeb(dashboards.WebConfig{}, db.s, storetest.RedisClient(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	web.Handler().ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/healthz", nil))
 	opt, err := asynq.ParseRedisURI(storetest.RedisDB(t))
 	if err != nil {
 		t.Fatal(err)
@@ -39,10 +48,16 @@ func fullRegistry(t *testing.T, db *metricsDB, extra ...prometheus.Collector) (*
 		t.Fatal(err)
 	}
 	cs := append(repeaters.Collectors(), stats.Collectors()...)
+	cs = append(cs, web.Collectors()...)
 	reg, err := metrics.NewRegistry(metrics.Config{
 		Store:      db.s,
 		Inspector:  inspector,
 		Collectors: append(cs, extra...),
+		Version:    "test",
+		LockTTL:    30 * time.Second,
+		Roles: func() map[string]error {
+			return map[string]error{"web": nil, "stats": errors.New("degraded: no slot")}
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -68,6 +83,11 @@ func TestRegistryExportsEveryRole(t *testing.T) {
 		"repeaterd_dispatcher_leader",
 		"repeaterd_stats_lag_bytes",
 		"repeaterd_test_extra_total",
+		`repeaterd_ready_records{state="pending"}`,
+		metrics.OldestReadyAge,
+		metrics.LockTTL,
+		`repeaterd_role_up{role="web"}`,
+		`repeaterd_http_request_duration_seconds{code="200",method="GET",route="GET /healthz"}_count`,
 	} {
 		if _, ok := got[key]; !ok {
 			t.Errorf("%s missing from the scrape", key)
@@ -77,6 +97,17 @@ func TestRegistryExportsEveryRole(t *testing.T) {
 		if v, ok := got[metrics.InvariantViolations+`{check="`+c+`"}`]; !ok || v != 0 {
 			t.Errorf("invariant %s: %v (present %v), want 0", c, v, ok)
 		}
+	}
+	if got[`repeaterd_role_up{role="web"}`] != 1 || got[`repeaterd_role_up{role="stats"}`] != 0 || got[metrics.LockTTL] != 30 {
+		t.Errorf("role_up web %v, stats %v, lock TTL %v; want 1, 0 (degraded), 30", got[`repeaterd_role_up{role="web"}`],
+			got[`repeaterd_role_up{role="stats"}`], got[metrics.LockTTL])
+	}
+	var build bool
+	for k, v := range got {
+		build = build || strings.HasPrefix(k, metrics.BuildInfo+`{goversion="go`) && strings.Contains(k, `version="test"`) && v == 1
+	}
+	if !build {
+		t.Errorf("no %s{version=\"test\",goversion=...} 1 in the scrape", metrics.BuildInfo)
 	}
 	if got[`asynq_queue_size{queue="repeaters"}`] != 1 || got["repeaterd_test_extra_total"] != 3 ||
 		got[metrics.RepeatersInBackoff] != 0 {
