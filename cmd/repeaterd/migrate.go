@@ -11,10 +11,11 @@ import (
 func newMigrateCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "migrate",
-		Short: "Apply pending database migrations (idempotent)",
+		Short: "Apply pending database migrations (idempotent), then refresh the invariants",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withMigrator(cmd, func(m *store.Migrator) error {
+			var applied int
+			err := withMigrator(cmd, func(m *store.Migrator) error {
 				res, err := m.Up(cmd.Context())
 				for _, r := range res {
 					fmt.Fprintf(cmd.OutOrStdout(), "applied %s (%s)\n", r.Source.Path, r.Duration)
@@ -22,7 +23,19 @@ func newMigrateCmd() *cobra.Command {
 				if err == nil && len(res) == 0 {
 					fmt.Fprintln(cmd.OutOrStdout(), "database is up to date")
 				}
+				applied = len(res)
 				return err
+			})
+			if err != nil || applied == 0 {
+				return err
+			}
+			// A migration can change what the checks mean or what they read.
+			return withStore(cmd, func(st *store.Store) error {
+				if err := st.RefreshInvariants(cmd.Context()); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), "invariants refreshed")
+				return nil
 			})
 		},
 	}
