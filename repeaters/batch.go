@@ -71,7 +71,11 @@ func (p *Processor) ProcessBatch(ctx context.Context, b Batch) (needsUpdate bool
 		return true, err
 	}
 	outcomes, unsent := p.send(ctx, r, b, recs)
-	return true, p.record(ctx, r, b, outcomes, unsent)
+	if err := p.record(ctx, r, b, outcomes, unsent); err != nil {
+		return true, err
+	}
+	logCancelled(p.Logger, r.Domain, r.ID, recs, outcomes)
+	return true, nil
 }
 
 // holdLock proves the batch's token holds the repeater's lock. A batch whose
@@ -221,11 +225,19 @@ func (p *Processor) UpdateRepeater(ctx context.Context, repeaterID int64, token 
 // apply applies the batch recorded under token, if it is still the
 // repeater's pending batch.
 func (p *Processor) apply(ctx context.Context, repeaterID int64, token string) error {
-	var d store.BatchDecision
+	var (
+		d      store.BatchDecision
+		before int
+		rep    *store.Repeater
+		now    = clockOr(p.Clock).Now()
+	)
 	applied, err := p.Store.ApplyBatch(ctx, repeaterID, token, func(r *store.Repeater, sum store.BatchSummary) store.BatchDecision {
-		d = p.Policy.Decide(r, sum, clockOr(p.Clock).Now())
+		d, before, rep = p.Policy.Decide(r, sum, now), r.BackoffCount, r
 		return d
 	})
+	if err == nil && applied {
+		logBackoff(p.Logger, rep, before, d, now)
+	}
 	if err == nil && applied && p.OnApplied != nil {
 		p.OnApplied(repeaterID, d)
 	}

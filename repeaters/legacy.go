@@ -147,6 +147,9 @@ func (l *Legacy) SendRecord(ctx context.Context, c LegacyClaim) error {
 		return err
 	}
 	countLate(1 - changed)
+	if changed == 1 {
+		logCancelled(nil, r.Domain, r.ID, []store.ReadyRecord{*ready}, []store.Outcome{out})
+	}
 	if l.OnSent != nil {
 		l.OnSent(out)
 	}

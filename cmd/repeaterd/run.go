@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -85,6 +86,10 @@ func run(cmd *cobra.Command, o runOptions) error {
 	if err != nil {
 		return err
 	}
+	// For the parts that log without a logger of their own (put back after,
+	// for tests that run the command in-process).
+	defer slog.SetDefault(slog.Default())
+	slog.SetDefault(logger)
 	if err := refusePendingMigrations(ctx, o.engine.DatabaseURL); err != nil {
 		return err
 	}
