@@ -79,6 +79,7 @@ func TestConsumerDegradesAndResumes(t *testing.T) {
 		t.Errorf("repeaterd_stats_streaming = %v while degraded", v)
 	}
 	storetest.Exec(t, e.url, `CREATE PUBLICATION repeaterd_stats FOR TABLE repeat_records`)
+	waitState(t, c, StateStreaming)
 	e.waitApplied(t, e.mark(t), 60*time.Second)
 	e.assertExact(t)
 	if err := c.Health(); err != nil || c.Status().State != StateStreaming {

@@ -84,16 +84,23 @@ func TestSetupErrorsNameTheFix(t *testing.T) {
 // waitDegraded waits for c to report itself degraded and returns its Health.
 func waitDegraded(t *testing.T, c *Consumer) error {
 	t.Helper()
+	waitState(t, c, StateDegraded)
+	return c.Health()
+}
+
+// waitState waits for c's status to be state.
+func waitState(t *testing.T, c *Consumer, state string) {
+	t.Helper()
 	deadline := time.After(30 * time.Second)
 	for {
 		st, changed := c.status.next()
-		if st.State == StateDegraded {
-			return c.Health()
+		if st.State == state {
+			return
 		}
 		select {
 		case <-changed:
 		case <-deadline:
-			t.Fatalf("consumer still %s after 30s, want degraded", st.State)
+			t.Fatalf("consumer still %s after 30s, want %s", st.State, state)
 		}
 	}
 }
