@@ -25,6 +25,11 @@ func (r *PurgeResult) Add(o PurgeResult) {
 // the planner cannot use the index and every purge scans the table.
 const sqlPurgeable = `coalesce(state_changed_at, registered_at) < $1 AND ` + sqlTerminal
 
+// sqlPurgeableAs is sqlPurgeable on a table aliased by prefix ("rr.").
+func sqlPurgeableAs(prefix string) string {
+	return `coalesce(` + prefix + `state_changed_at, ` + prefix + `registered_at) < $1 AND ` + prefix + sqlTerminal
+}
+
 // PurgeBatch deletes up to limit terminal records completed before cutoff
 // (oldest first), their attempts and the payloads no record uses any more,
 // in one short transaction. Ready records are never purged. A batch that
@@ -72,14 +77,16 @@ func PurgeBatchSQL(cutoff time.Time, limit int) (string, []any) {
 // records would go.
 func (s *Store) PurgeCandidates(ctx context.Context, cutoff time.Time) (PurgeResult, error) {
 	var r PurgeResult
+	// A payload goes when no record outside the doomed set uses it: one
+	// probe of repeat_records_payload_idx per payload.
 	err := s.pool.QueryRow(ctx, `WITH doomed AS MATERIALIZED (
 			SELECT id, payload_id FROM repeat_records WHERE `+sqlPurgeable+`
 		)
 		SELECT (SELECT count(*) FROM doomed),
 		       (SELECT count(*) FROM repeat_record_attempts a JOIN doomed d ON d.id = a.record_id),
-		       (SELECT count(DISTINCT d.payload_id) FROM doomed d
+		       (SELECT count(*) FROM (SELECT DISTINCT payload_id FROM doomed) d
 		        WHERE NOT EXISTS (SELECT 1 FROM repeat_records rr
-		                          WHERE rr.payload_id = d.payload_id AND rr.id NOT IN (SELECT id FROM doomed)))`,
+		                          WHERE rr.payload_id = d.payload_id AND NOT (`+sqlPurgeableAs("rr.")+`)))`,
 		cutoff).Scan(&r.Records, &r.Attempts, &r.Payloads)
 	return r, err
 }
