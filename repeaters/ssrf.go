@@ -213,3 +213,18 @@ func guardDial(_, address string, _ syscall.RawConn) error {
 	}
 	return nil
 }
+
+// CheckTarget applies the sender's policy to a repeater about to be saved:
+// its URL must be a target the sender may reach, and its headers must leave
+// alone those only the sender sets. The store checks every other field.
+func CheckTarget(r *store.Repeater, allowPrivate bool) error {
+	if err := ValidateURL(r.URL, allowPrivate); err != nil {
+		return err
+	}
+	for k := range r.Headers {
+		if IsReservedHeader(k) {
+			return store.Errorf(store.EINVALID, "header %s is set by repeaterd and cannot be configured", k)
+		}
+	}
+	return nil
+}

@@ -90,3 +90,18 @@ func (s *Store) ListRepeatersInBackoff(ctx context.Context, p RepeatersInBackoff
 		return r, err
 	})
 }
+
+// RetryNow ends a repeater's backoff at once (an operator's "retry now"):
+// its next batch is a full one, not a probe, and the dispatcher is woken.
+func (s *Store) RetryNow(ctx context.Context, id int64) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE repeaters
+		SET next_attempt_at = NULL, backoff_count = 0, updated_at = now()
+		WHERE id = $1 AND NOT is_deleted`, id)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return Errorf(ENOTFOUND, "repeater %d not found", id)
+	}
+	return NotifyRecords(ctx, s.pool)
+}

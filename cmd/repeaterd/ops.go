@@ -1,14 +1,12 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -19,16 +17,12 @@ import (
 // newFlagsCmd and the repeaters and records commands are what an operator
 // does by hand against the database, without the web role running.
 func newFlagsCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "flags",
-		Short: "Show and set per-domain feature flags",
-		Long: `Per-domain feature flags. Flags: ` + strings.Join(store.KnownFlags, ", ") + `.
+	cmd := newGroupCmd("flags", "Show and set per-domain feature flags", newFlagsListCmd(), newFlagsSetCmd())
+	cmd.Long = `Per-domain feature flags. Flags: ` + strings.Join(store.KnownFlags, ", ") + `.
 
 process_repeaters routes a domain's records through the dispatcher (on) or the
 legacy per-record path (off); either switch is safe at any time. A domain
-without a row follows REPEATERD_PROCESS_REPEATERS_DEFAULT (on).`,
-	}
-	cmd.AddCommand(newFlagsListCmd(), newFlagsSetCmd())
+without a row follows REPEATERD_PROCESS_REPEATERS_DEFAULT (on).`
 	return cmd
 }
 
@@ -54,6 +48,15 @@ follows --process-repeaters-default.`,
 	return cmd
 }
 
+// flagView is one domain's flag: set in domain_flags, or its default.
+type flagView struct {
+	Domain    string     `json:"domain"`
+	Flag      string     `json:"flag"`
+	Enabled   bool       `json:"enabled"`
+	Source    string     `json:"source"` // "set" or "default"
+	UpdatedAt *time.Time `json:"updated_at,omitempty"`
+}
+
 func listFlags(cmd *cobra.Command, st *store.Store) error {
 	ctx := cmd.Context()
 	rows, err := st.ListDomainFlags(ctx)
@@ -69,21 +72,25 @@ func listFlags(cmd *cobra.Command, st *store.Store) error {
 		set[[2]string{r.Domain, r.Flag}] = r
 		domains = append(domains, r.Domain)
 	}
-	tw := newOpsTable(cmd.OutOrStdout(), "DOMAIN", "FLAG", "ENABLED", "SOURCE", "UPDATED")
+	var views []flagView
 	for _, d := range sortedUniqueStrings(domains) {
 		for _, f := range store.KnownFlags {
 			if r, ok := set[[2]string{d, f}]; ok {
-				fmt.Fprintf(tw, "%s\t%s\t%s\tset\t%s\n", d, f, onOff(r.Enabled), r.UpdatedAt.Format(time.RFC3339))
+				views = append(views, flagView{Domain: d, Flag: f, Enabled: r.Enabled, Source: "set", UpdatedAt: &r.UpdatedAt})
 				continue
 			}
 			on, err := st.DomainFlagEnabled(ctx, d, f)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\tdefault\t-\n", d, f, onOff(on))
+			views = append(views, flagView{Domain: d, Flag: f, Enabled: on, Source: "default"})
 		}
 	}
-	return tw.Flush()
+	return emit(cmd, views, []string{"DOMAIN", "FLAG", "ENABLED", "SOURCE", "UPDATED"}, func(w io.Writer) {
+		for _, v := range views {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", v.Domain, v.Flag, onOff(v.Enabled), v.Source, timeOrDash(v.UpdatedAt))
+		}
+	})
 }
 
 func newFlagsSetCmd() *cobra.Command {
@@ -129,69 +136,6 @@ func onOff(b bool) string {
 	return "off"
 }
 
-func newRepeatersCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "repeaters",
-		Short: "List, pause and resume repeaters",
-	}
-	cmd.AddCommand(newRepeatersListCmd(),
-		newPauseCmd("pause", "Pause a repeater: its records wait, nothing is sent", true),
-		newPauseCmd("resume", "Resume a paused repeater", false))
-	return cmd
-}
-
-func newRepeatersListCmd() *cobra.Command {
-	var domain string
-	var includeDeleted bool
-	cmd := &cobra.Command{
-		Use:   "list",
-		Short: "List repeaters (URLs without their query strings, which may hold tokens)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withStore(cmd, func(st *store.Store) error {
-				return listRepeaters(cmd, st, store.ListRepeatersParams{Domain: domain, IncludeDeleted: includeDeleted})
-			})
-		},
-	}
-	cmd.Flags().StringVar(&domain, "domain", "", "only this domain's repeaters")
-	cmd.Flags().BoolVar(&includeDeleted, "include-deleted", false, "include deleted repeaters")
-	return cmd
-}
-
-func listRepeaters(cmd *cobra.Command, st *store.Store, p store.ListRepeatersParams) error {
-	tw := newOpsTable(cmd.OutOrStdout(), "ID", "DOMAIN", "NAME", "URL", "STATUS", "NEXT_ATTEMPT")
-	p.Limit = 500
-	for {
-		page, err := st.ListRepeaters(cmd.Context(), p)
-		if err != nil {
-			return err
-		}
-		for _, r := range page {
-			next := "-"
-			if r.NextAttemptAt != nil {
-				next = r.NextAttemptAt.Format(time.RFC3339)
-			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Domain, r.Name, redactURL(r.URL), repeaterStatus(&r), next)
-		}
-		if len(page) < p.Limit {
-			return tw.Flush()
-		}
-		p.AfterID = page[len(page)-1].ID
-	}
-}
-
-func repeaterStatus(r *store.Repeater) string {
-	switch {
-	case r.IsDeleted:
-		return "deleted"
-	case r.IsPaused:
-		return "paused"
-	case r.NextAttemptAt != nil && r.NextAttemptAt.After(time.Now()):
-		return "backoff"
-	}
-	return "active"
-}
-
 // redactURL drops the query and fragment: tokens often travel there.
 func redactURL(raw string) string {
 	u, err := url.Parse(raw)
@@ -204,16 +148,6 @@ func redactURL(raw string) string {
 		return u.String() + "?…"
 	}
 	return u.String()
-}
-
-func newPauseCmd(use, short string, paused bool) *cobra.Command {
-	return newIDCmd(use, short, func(cmd *cobra.Command, st *store.Store, id int64) error {
-		if err := st.SetPaused(cmd.Context(), id, paused); err != nil {
-			return err
-		}
-		fmt.Fprintf(cmd.OutOrStdout(), "repeater %d %sd\n", id, use)
-		return nil
-	})
 }
 
 // newIDCmd is a command that takes one positive ID and acts on the store.
@@ -232,48 +166,12 @@ func newIDCmd(use, short string, act func(cmd *cobra.Command, st *store.Store, i
 	}
 }
 
-func newRecordsCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "records",
-		Short: "Requeue or cancel repeat records",
-	}
-	cmd.AddCommand(
-		newRecordChangeCmd("requeue", "Make a record ready again now; a finished one gets another max_attempts tries",
-			(*store.Store).RequeueRecord),
-		newRecordChangeCmd("cancel", "Cancel a ready record (it will not be sent)", (*store.Store).CancelRecord),
-	)
-	return cmd
-}
-
-type recordChange func(*store.Store, context.Context, int64) (*store.RepeatRecord, error)
-
-func newRecordChangeCmd(use, short string, change recordChange) *cobra.Command {
-	return newIDCmd(use, short, func(cmd *cobra.Command, st *store.Store, id int64) error {
-		rec, err := change(st, cmd.Context(), id)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(cmd.OutOrStdout(), "record %d: %s, %d of %d tries used\n",
-			rec.ID, rec.State, rec.AttemptCount, rec.MaxPossibleTries)
-		if rec.RequestedState != nil {
-			fmt.Fprintf(cmd.OutOrStdout(), "it is being sent: the %s applies when that send ends\n", rec.RequestedState.Request())
-		}
-		return nil
-	})
-}
-
 func parseOpsID(s string) (int64, error) {
 	id, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || id < 1 {
 		return 0, fmt.Errorf("ID must be a positive integer, not %q", s)
 	}
 	return id, nil
-}
-
-func newOpsTable(w io.Writer, header ...string) *tabwriter.Writer {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, strings.Join(header, "\t"))
-	return tw
 }
 
 func sortedUniqueStrings(s []string) []string {

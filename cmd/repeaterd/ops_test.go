@@ -185,8 +185,10 @@ func TestOpsHelp(t *testing.T) {
 		{[]string{"repeaters", "list", "--help"}, "--domain"},
 		{[]string{"repeaters", "pause", "--help"}, "pause ID"},
 		{[]string{"repeaters", "resume", "--help"}, "resume ID"},
-		{[]string{"records", "requeue", "--help"}, "requeue ID"},
-		{[]string{"records", "cancel", "--help"}, "cancel ID"},
+		{[]string{"records", "requeue", "--help"}, "requeue [ID…]"},
+		{[]string{"records", "cancel", "--help"}, "cancel [ID…]"},
+		{[]string{"repeaters", "create", "--help"}, "--signing-secret-file"},
+		{[]string{"events", "send", "--help"}, "send DOMAIN"},
 	} {
 		if out := e.mustRun(tc.args...); !strings.Contains(out, tc.want) {
 			t.Errorf("repeaterd %s lacks %q:\n%s", strings.Join(tc.args, " "), tc.want, out)

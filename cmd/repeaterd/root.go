@@ -1,8 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"slices"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -22,12 +26,15 @@ func newRootCmd() *cobra.Command {
 	}
 	root.PersistentFlags().String("database-url", "", "Postgres URL (env DATABASE_URL)")
 	root.PersistentFlags().String("redis-url", "", "Redis URL (env REDIS_URL)")
+	root.PersistentFlags().StringP("output", "o", outputTable, "output of the operations commands: table or json")
 	root.AddCommand(
 		newRunCmd(),
 		newMigrateCmd(),
 		newFlagsCmd(),
 		newRepeatersCmd(),
 		newRecordsCmd(),
+		newEventsCmd(),
+		newStatsCmd(),
 		newInvariantsCmd(),
 		newPurgeCmd(),
 		newHealthcheckCmd(),
@@ -83,7 +90,16 @@ func withStoreOptions(cmd *cobra.Command, opts store.Options, fn func(*store.Sto
 		return err
 	}
 	defer st.Close()
-	return fn(st)
+	return hintMigrate(fn(st))
+}
+
+// hintMigrate adds the fix to an error that says the schema is missing.
+func hintMigrate(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42P01" /* undefined_table */ {
+		return fmt.Errorf("%w\nthe database has no repeaterd schema (or an old one): run `repeaterd migrate`", err)
+	}
+	return err
 }
 
 // annotateEnv names each flag's environment twin in its help text.
@@ -95,11 +111,15 @@ func annotateEnv(fs *pflag.FlagSet) {
 	})
 }
 
-// bindEnv gives every flag of fs its REPEATERD_* environment twin: a flag
-// not given on the command line takes the variable's value when set.
-func bindEnv(fs *pflag.FlagSet) error {
+// bindEnv gives the flags of fs (every one, or only those named) their
+// REPEATERD_* environment twins: a flag not given on the command line takes
+// the variable's value when set.
+func bindEnv(fs *pflag.FlagSet, only ...string) error {
 	var err error
 	fs.VisitAll(func(f *pflag.Flag) {
+		if len(only) > 0 && !slices.Contains(only, f.Name) {
+			return
+		}
 		name := envName(f.Name)
 		if v, ok := os.LookupEnv(name); ok && !f.Changed && err == nil {
 			if serr := fs.Set(f.Name, v); serr != nil {
