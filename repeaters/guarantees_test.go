@@ -40,6 +40,19 @@ func newHeldReceiver(t *testing.T) *heldReceiver {
 	return h
 }
 
+// oneRecordInFlight registers one record of a repeater on a held receiver
+// and starts its batch: it returns once the request is at the receiver.
+func oneRecordInFlight(t *testing.T) (*engineEnv, *heldReceiver, *store.Repeater, int64, <-chan error) {
+	t.Helper()
+	e := newEngineEnv(t)
+	hr := newHeldReceiver(t)
+	r := e.repeater(t, "acme", hr.url)
+	id := storetest.Records(t, e.st, r, 1)[0]
+	p, _ := e.newProcessor()
+	_, done := e.inFlight(t, p, hr, r)
+	return e, hr, r, id, done
+}
+
 // inFlight starts a batch of r's one record and returns once its request is
 // at the receiver, with a channel that reports the batch's end.
 func (e *engineEnv) inFlight(t *testing.T, p *Processor, hr *heldReceiver, r *store.Repeater) (Batch, <-chan error) {
@@ -55,12 +68,7 @@ func (e *engineEnv) inFlight(t *testing.T, p *Processor, hr *heldReceiver, r *st
 }
 
 func TestRequeueOfAnInFlightRecordWaitsForTheSend(t *testing.T) {
-	e := newEngineEnv(t)
-	hr := newHeldReceiver(t)
-	r := e.repeater(t, "acme", hr.url)
-	id := storetest.Records(t, e.st, r, 1)[0]
-	p, _ := e.newProcessor()
-	_, done := e.inFlight(t, p, hr, r)
+	e, hr, r, id, done := oneRecordInFlight(t)
 
 	rec, err := e.st.RequeueRecord(context.Background(), id)
 	if err != nil || rec.RequestedState == nil || *rec.RequestedState != store.StatePending {
@@ -94,12 +102,7 @@ func TestCancelOfAnInFlightRecordKeepsItsAttempt(t *testing.T) {
 		{http.StatusServiceUnavailable, store.StateCancelled}, // failed: the cancel takes effect
 	} {
 		t.Run(http.StatusText(c.answer), func(t *testing.T) {
-			e := newEngineEnv(t)
-			hr := newHeldReceiver(t)
-			r := e.repeater(t, "acme", hr.url)
-			id := storetest.Records(t, e.st, r, 1)[0]
-			p, _ := e.newProcessor()
-			_, done := e.inFlight(t, p, hr, r)
+			e, hr, _, id, done := oneRecordInFlight(t)
 
 			rec, err := e.st.CancelRecord(context.Background(), id)
 			if err != nil || rec.RequestedState == nil || *rec.RequestedState != store.StateCancelled || rec.State != store.StatePending {
