@@ -33,7 +33,7 @@ func ReadyHandler(st *store.Store, rdb redis.UniversalClient, roles RoleHealth, 
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		body := map[string]any{"postgres": "ok", "redis": "ok", "status": ReadyOK}
+		body := map[string]any{"postgres": "ok", "redis": "ok", "status": ReadyOK, "secrets": SecretsStatus(st)}
 		code := http.StatusOK
 		if err := st.Ping(ctx); err != nil {
 			logger.Warn("readyz: postgres", "err", err)

@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,12 +38,20 @@ type WebConfig struct {
 	// Addr is the listen address. Anything but a loopback address needs an
 	// APIToken. Defaults to DefaultWebAddr.
 	Addr string
-	// APIToken, when set, is the token /api/ and /monitor/ require, as
-	// "Authorization: Bearer <token>" or as the password of HTTP Basic auth
-	// (what a browser sends to asynqmon). /healthz, /readyz, /metrics and
-	// the page at / stay open. Defaults to none, which is only allowed on a
-	// loopback address.
+	// APIToken, when set, is the admin token: /api/, /monitor/ and the
+	// console need it (as "Authorization: Bearer <token>", or the console's
+	// session cookie that logging in with it sets), or, for /api/, a domain
+	// token (store.CreateAPIToken) that sees one domain. /healthz and
+	// /readyz stay open; /metrics follows MetricsAuth. Defaults to none,
+	// which is only allowed on a loopback address: every loopback request
+	// then acts as the admin, and only loopback Host names are served.
 	APIToken string
+	// MetricsAuth says who may read /metrics: MetricsLoopback (requests
+	// from this machine to a loopback Host name read it freely, others need
+	// the admin token), MetricsToken (always the admin token) or MetricsOpen
+	// (anyone: the metrics carry no tenant's data). Defaults to
+	// MetricsLoopback.
+	MetricsAuth string
 	// API configures the JSON API under /api/v1/; its Logger defaults to the
 	// Web's (WithLogger). Defaults to api.Config's defaults.
 	API api.Config
@@ -58,11 +64,19 @@ type WebConfig struct {
 	ShutdownTimeout time.Duration
 }
 
+// MetricsAuth values.
+const (
+	MetricsLoopback = "loopback"
+	MetricsToken    = "token"
+	MetricsOpen     = "open"
+)
+
 // WithDefaults returns c with its zero fields set to their defaults (the
 // API's are api.Config's own, filled by api.New).
 func (c WebConfig) WithDefaults() WebConfig {
 	readOnly := true
 	c.Addr = cmp.Or(c.Addr, DefaultWebAddr)
+	c.MetricsAuth = cmp.Or(c.MetricsAuth, MetricsLoopback)
 	c.ReadOnlyMonitor = cmp.Or(c.ReadOnlyMonitor, &readOnly)
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
 	return c
@@ -75,24 +89,18 @@ func (c WebConfig) validate() error {
 	if err != nil {
 		return fmt.Errorf("bad listen address %q: %v", c.Addr, err)
 	}
-	if c.APIToken == "" && !isLoopbackHost(host) {
+	if c.APIToken == "" && !auth.LoopbackHost(host) {
 		return fmt.Errorf("refusing to listen on %s without REPEATERD_API_TOKEN; set it or listen on 127.0.0.1", c.Addr)
+	}
+	switch c.MetricsAuth {
+	case MetricsLoopback, MetricsToken, MetricsOpen:
+	default:
+		return fmt.Errorf("web: metrics auth %q is not %s, %s or %s", c.MetricsAuth, MetricsLoopback, MetricsToken, MetricsOpen)
 	}
 	if c.ShutdownTimeout < 0 {
 		return errors.New("web: ShutdownTimeout must not be negative")
 	}
 	return nil
-}
-
-// isLoopbackHost reports whether host surely means this machine only. An
-// empty host listens on every interface; other names are not trusted
-// because they could resolve anywhere.
-func isLoopbackHost(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	addr, err := netip.ParseAddr(host)
-	return err == nil && addr.Unmap().IsLoopback()
 }
 
 // WebOption adjusts a Web beyond its config: the handlers other parts of
@@ -122,13 +130,15 @@ type Web struct {
 	cfg        WebConfig
 	st         *store.Store
 	rdb        redis.UniversalClient
-	token      auth.Token
+	admin      auth.Token
+	sessions   *auth.Sessions
 	logger     *slog.Logger
 	metrics    atomic.Pointer[http.Handler]
 	page       http.Handler
 	api        *api.API
 	monitorOpt asynq.RedisConnOpt
 	monitor    *asynqmon.HTTPHandler
+	monitorCSP string
 	handler    http.Handler
 	roles      atomic.Pointer[RoleHealth]
 
@@ -140,7 +150,8 @@ type Web struct {
 // NewWeb builds the web role. It refuses a config that would expose the API
 // beyond loopback without a token.
 func NewWeb(cfg WebConfig, st *store.Store, rdb redis.UniversalClient, opts ...WebOption) (*Web, error) {
-	w := &Web{cfg: cfg.WithDefaults(), st: st, rdb: rdb, token: auth.NewToken(cfg.APIToken)}
+	w := &Web{cfg: cfg.WithDefaults(), st: st, rdb: rdb, admin: auth.NewToken(cfg.APIToken)}
+	w.sessions = auth.NewSessions(w.admin)
 	if err := w.cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -148,7 +159,6 @@ func NewWeb(cfg WebConfig, st *store.Store, rdb redis.UniversalClient, opts ...W
 		o(w)
 	}
 	w.logger = cmp.Or(w.logger, slog.Default())
-	w.page = cmp.Or(w.page, http.NotFoundHandler())
 	if w.metrics.Load() == nil {
 		w.SetMetricsHandler(promhttp.Handler())
 	}
@@ -168,6 +178,9 @@ func NewWeb(cfg WebConfig, st *store.Store, rdb redis.UniversalClient, opts ...W
 	w.monitor = asynqmon.New(asynqmon.Options{
 		RootPath: MonitorPath, RedisConnOpt: w.monitorOpt, ReadOnly: *w.cfg.ReadOnlyMonitor,
 	})
+	if w.monitorCSP, err = monitorPolicy(w.monitor); err != nil {
+		return nil, err
+	}
 	w.handler = w.routes()
 	return w, nil
 }
@@ -212,11 +225,13 @@ func (w *Web) routes() http.Handler {
 		api.WriteJSON(rw, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", w.readyz)
-	mux.HandleFunc("GET /metrics", func(rw http.ResponseWriter, r *http.Request) { (*w.metrics.Load()).ServeHTTP(rw, r) })
-	mux.Handle(MonitorPath+"/", w.requireToken(`Basic realm="repeaterd", charset="UTF-8"`, w.monitor))
-	mux.Handle("/api/", w.requireToken(`Bearer realm="repeaterd"`, w.api))
-	mux.Handle("/", w.page)
-	return w.observe(mux)
+	mux.Handle("GET /metrics", w.metricsGuard(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		(*w.metrics.Load()).ServeHTTP(rw, r)
+	})))
+	mux.Handle(MonitorPath+"/", w.protect(true, w.monitorHeaders(w.monitor)))
+	mux.Handle("/api/", w.protect(false, w.api))
+	mux.Handle("/", cmp.Or(w.page, http.NotFoundHandler()))
+	return w.observe(securityHeaders(w.hostGuard(mux)))
 }
 
 // SetRoleHealth has /readyz report the process's roles (ReadyHandler); set
@@ -233,23 +248,13 @@ func (w *Web) readyz(rw http.ResponseWriter, r *http.Request) {
 	ReadyHandler(w.st, w.rdb, roles, w.logger).ServeHTTP(rw, r)
 }
 
-// requireToken lets through requests carrying the token (auth.Token.Allows:
-// bearer, or the Basic auth password a browser sends to asynqmon's UI and
-// its XHR calls after one prompt) and answers the others with the API's
-// JSON 401. challenge is the WWW-Authenticate answer; Basic makes browsers
-// prompt.
-func (w *Web) requireToken(challenge string, next http.Handler) http.Handler {
-	if !w.token.Configured() {
-		return next
+// SecretsStatus says how st keeps secrets at rest, for /readyz and the
+// start-up log.
+func SecretsStatus(st *store.Store) string {
+	if !st.SecretsEncrypted() {
+		return "NOT ENCRYPTED: REPEATERD_SECRET_KEY is not set, so signing secrets and header values are stored in plaintext"
 	}
-	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		if !w.token.Allows(r) {
-			rw.Header().Set("WWW-Authenticate", challenge)
-			api.WriteError(rw, r, w.logger, store.Errorf(api.CodeUnauthorized, "a valid Authorization: Bearer token is required"))
-			return
-		}
-		next.ServeHTTP(rw, r)
-	})
+	return "encrypted (AES-256-GCM, key " + st.SecretKeyID() + ")"
 }
 
 // Start listens on cfg.Addr and serves until Stop.
@@ -275,7 +280,8 @@ func (w *Web) Start(ctx context.Context) error {
 			}
 		})
 		w.life.Go(func() { <-ctx.Done(); w.shutdown(srv) })
-		w.logger.Info("web listening", "addr", ln.Addr().String(), "auth", w.cfg.APIToken != "")
+		w.logger.Info("web listening", "addr", ln.Addr().String(), "auth", w.cfg.APIToken != "",
+			"metrics_auth", w.cfg.MetricsAuth)
 		return nil
 	})
 }

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +24,7 @@ const (
 	DefaultSenderVersion       = "dev"
 	DefaultRequestTimeout      = 30 * time.Second // a repeater's timeout when timeout_ms is 0
 	MaxResponseBytes           = 64 << 10         // response body read per attempt
+	MaxResponseHeaderBytes     = 64 << 10         // response headers read per attempt; more fails the attempt
 	MaxMessageBytes            = 1024             // an attempt message, as stored
 )
 
@@ -98,6 +98,9 @@ func NewSender(cfg SenderConfig) *Sender {
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
+		// net/http's default is 10 MiB per response: a hostile endpoint
+		// could hold that much per request in flight.
+		MaxResponseHeaderBytes: MaxResponseHeaderBytes,
 	}
 	client := &http.Client{
 		Transport: transport,
@@ -200,7 +203,7 @@ func (s *Sender) send(ctx context.Context, r *store.Repeater, rec *store.ReadyRe
 	} else {
 		s.readResponse(&out, r, resp)
 	}
-	out.Message = clipAttemptMessage(redactSecret(out.Message, r.SigningSecret))
+	out.Message = clipAttemptMessage(redactCredentials(out.Message, r))
 	out.Duration = time.Since(began)
 	return out
 }
@@ -293,20 +296,6 @@ func describeSendError(err error, timeout time.Duration) string {
 		return "cancelled before a response: " + err.Error()
 	}
 	return "connection error: " + err.Error()
-}
-
-// redactSecret removes the signing secret, and a whsec_ secret's key, from an
-// attempt message: receivers that echo request headers or a misconfigured
-// debug endpoint must not leak it into attempt history.
-func redactSecret(msg, secret string) string {
-	if secret == "" {
-		return msg
-	}
-	msg = strings.ReplaceAll(msg, secret, "[redacted]")
-	if key, ok := strings.CutPrefix(secret, webhookSecretPrefix); ok && key != "" {
-		msg = strings.ReplaceAll(msg, key, "[redacted]")
-	}
-	return msg
 }
 
 // clipAttemptMessage makes msg storable as an attempt's message.

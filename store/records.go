@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 
@@ -18,7 +19,8 @@ type RegisterParams struct {
 
 // RegisterRecord stores a payload and a record for one repeater. With an
 // idempotency key already used on that repeater it returns the existing record
-// and created=false, writing nothing.
+// and created=false, writing nothing; if that record's payload differs from
+// p's, it returns the record with an ECONFLICT naming it.
 func (s *Store) RegisterRecord(ctx context.Context, p RegisterParams) (rec *RepeatRecord, created bool, err error) {
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var domain string
@@ -39,7 +41,7 @@ func (s *Store) RegisterRecord(ctx context.Context, p RegisterParams) (rec *Repe
 		}
 		if p.IdempotencyKey != "" {
 			if rec, err = s.recordByKey(ctx, tx, p.RepeaterID, p.IdempotencyKey); err == nil {
-				return nil
+				return samePayload(ctx, tx, rec, p)
 			} else if ErrorCode(err) != ENOTFOUND {
 				return err
 			}
@@ -67,16 +69,38 @@ func (s *Store) RegisterRecord(ctx context.Context, p RegisterParams) (rec *Repe
 		return NotifyRecords(ctx, tx)
 	})
 	if errors.Is(err, errKeyRace) {
-		rec, err = s.recordByKey(ctx, s.pool, p.RepeaterID, p.IdempotencyKey)
-		return rec, false, err
+		if rec, err = s.recordByKey(ctx, s.pool, p.RepeaterID, p.IdempotencyKey); err == nil {
+			err = samePayload(ctx, s.pool, rec, p)
+		}
 	}
 	if err != nil {
-		return nil, false, err
+		return rec, false, err // rec is the existing record on a key reused with another payload
 	}
 	return rec, created, nil
 }
 
 var errKeyRace = errors.New("idempotency key race")
+
+// samePayload refuses a reused idempotency key whose request carries
+// another payload (bytes or content type) than the record's: answering
+// with the first record would drop the second payload silently. The
+// ECONFLICT names the existing record (Stripe's convention).
+func samePayload(ctx context.Context, q querier, rec *RepeatRecord, p RegisterParams) error {
+	var same bool
+	err := q.QueryRow(ctx, `SELECT body = $2 AND content_type = $3 FROM payloads WHERE id = $1`,
+		rec.PayloadID, nonNil(p.Body), cmp.Or(p.ContentType, "application/json")).Scan(&same)
+	if err != nil || same {
+		return err
+	}
+	return Errorf(ECONFLICT, "idempotency key %q was used for record %d with a different payload", p.IdempotencyKey, rec.ID)
+}
+
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
 
 // FanOut stores one payload and a record for every repeater of the domain
 // that is not deleted. A domain without repeaters writes nothing.

@@ -7,6 +7,7 @@ import (
 	"math"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"gorm.io/gorm"
 )
@@ -70,6 +71,9 @@ func (r *Repeater) validateText() error {
 			return err
 		}
 	}
+	if strings.HasPrefix(r.SigningSecret, SealedPrefix) {
+		return Errorf(EINVALID, "signing_secret %v", errSealedPlaintext)
+	}
 	if r.RequestMethod != "POST" && r.RequestMethod != "PUT" && r.RequestMethod != "PATCH" {
 		return Errorf(EINVALID, "request_method must be POST, PUT or PATCH")
 	}
@@ -95,13 +99,20 @@ func (r *Repeater) validateHeaders() error {
 	if len(r.Headers) > maxHeaders {
 		return Errorf(EINVALID, "at most %d headers", maxHeaders)
 	}
+	seen := make(map[string]string, len(r.Headers))
 	for k, v := range r.Headers {
 		switch {
 		case !isHeaderToken(k):
 			return Errorf(EINVALID, "header name %q is not a valid HTTP token", k)
-		case len(v) > maxHeaderValue || strings.ContainsFunc(v, isControlInValue):
-			return Errorf(EINVALID, "header %s has an invalid value (control characters or over 8 KiB)", k)
+		case len(v) > maxHeaderValue || strings.ContainsFunc(v, isControlInValue) || !utf8.ValidString(v):
+			return Errorf(EINVALID, "header %s has an invalid value (control characters, invalid UTF-8 or over 8 KiB)", k)
+		case strings.HasPrefix(v, SealedPrefix):
+			return Errorf(EINVALID, "header %s %v", k, errSealedPlaintext)
+		case seen[strings.ToLower(k)] != "":
+			// HTTP header names are case-insensitive: one would silently win.
+			return Errorf(EINVALID, "headers %s and %s are the same header (names are case-insensitive)", seen[strings.ToLower(k)], k)
 		}
+		seen[strings.ToLower(k)] = k
 	}
 	return nil
 }
@@ -137,25 +148,37 @@ func (r *Repeater) validateBackoffCodes() error {
 	return nil
 }
 
-// CreateRepeater fills r's defaults, validates it (Validate), inserts it and
-// fills its ID and timestamps. URL safety is the caller's to check
+// CreateRepeater fills r's defaults, validates it (Validate), inserts it
+// with its secrets sealed (secrets.go) and fills its ID and timestamps. URL safety is the caller's to check
 // (repeaters.ValidateURL: the sender owns that policy).
 func (s *Store) CreateRepeater(ctx context.Context, r *Repeater) error {
 	r.withDefaults()
 	if err := r.Validate(); err != nil {
 		return err
 	}
-	return s.gorm.WithContext(ctx).Omit("NextAttemptAt", "LastAttemptAt", "PendingBatch", "PendingSummary").Create(r).Error
+	row := s.sealed(r) // the secrets are written sealed; r keeps the plaintext
+	if err := s.gorm.WithContext(ctx).Omit("NextAttemptAt", "LastAttemptAt", "PendingBatch", "PendingSummary").Create(row).Error; err != nil {
+		return err
+	}
+	r.ID, r.CreatedAt, r.UpdatedAt = row.ID, row.CreatedAt, row.UpdatedAt
+	return nil
 }
 
-// GetRepeater returns the repeater with the given id, deleted ones included.
+// GetRepeater returns the repeater with the given id, deleted ones included,
+// its secrets opened: the sender's plaintext.
 func (s *Store) GetRepeater(ctx context.Context, id int64) (*Repeater, error) {
 	var r Repeater
 	err := s.gorm.WithContext(ctx).First(&r, id).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return nil, Errorf(ENOTFOUND, "repeater %d not found", id)
 	}
-	return &r, err
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.openSecrets(&r); err != nil {
+		return nil, err
+	}
+	return &r, nil
 }
 
 // ListRepeatersParams filters ListRepeaters.
@@ -179,7 +202,15 @@ func (s *Store) ListRepeaters(ctx context.Context, p ListRepeatersParams) ([]Rep
 		p.Limit = 100
 	}
 	var out []Repeater
-	return out, q.Limit(p.Limit).Find(&out).Error
+	if err := q.Limit(p.Limit).Find(&out).Error; err != nil {
+		return nil, err
+	}
+	for i := range out {
+		if _, err := s.openSecrets(&out[i]); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // UpdateRepeater validates r (Validate) and saves its settings (not its
@@ -189,10 +220,12 @@ func (s *Store) UpdateRepeater(ctx context.Context, r *Repeater) error {
 	if err := r.Validate(); err != nil {
 		return err
 	}
-	res := s.gorm.WithContext(ctx).Model(r).Where("NOT is_deleted").
+	row := s.sealed(r)
+	res := s.gorm.WithContext(ctx).Model(row).Where("NOT is_deleted").
 		Select("Name", "URL", "RequestMethod", "Headers", "SigningSecret", "MaxWorkers", "RateLimitPerS",
 			"RateBurst", "BackoffCodes", "MaxAttempts", "TimeoutMS", "UpdatedAt").
-		Updates(r)
+		Updates(row)
+	r.UpdatedAt = row.UpdatedAt
 	return s.oneRow(ctx, res, r.ID)
 }
 

@@ -37,6 +37,10 @@ type Options struct {
 	// MaxConns is the pool's size unless the URL's pool_max_conns asks for
 	// more. Defaults to 16.
 	MaxConns int
+	// Secrets seals repeaters' signing secrets and header values on write
+	// and opens them on read (secrets.go; REPEATERD_SECRET_KEY). Defaults to
+	// none: values are stored as given.
+	Secrets *Keyring
 }
 
 // Open connects to the database at url with the default Options.

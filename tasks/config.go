@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"repeaterd/repeaters"
+	"repeaterd/store"
 )
 
 // EngineConfig is everything the engine's roles are configured with: one
@@ -35,6 +36,10 @@ type EngineConfig struct {
 	Legacy LegacyConfig
 	// Scheduler is the scheduler role's periodic tasks.
 	Scheduler SchedulerConfig
+	// Secrets seals repeaters' signing secrets and header values at rest
+	// (store.ParseKeyring of REPEATERD_SECRET_KEY). Defaults to none: they
+	// are stored in plaintext, which `run` warns about.
+	Secrets *store.Keyring `json:"-"`
 	// Clock tells the time wherever backoff, rate or expiry is decided.
 	// Defaults to the system clock.
 	Clock repeaters.Clock `json:"-"`

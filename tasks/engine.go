@@ -61,7 +61,7 @@ func OpenEngine(ctx context.Context, cfg EngineConfig, logger *slog.Logger) (*En
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.OpenWith(ctx, cfg.DatabaseURL, store.Options{LegacyByDefault: cfg.LegacyByDefault})
+	st, err := store.OpenWith(ctx, cfg.DatabaseURL, store.Options{LegacyByDefault: cfg.LegacyByDefault, Secrets: cfg.Secrets})
 	if err != nil {
 		return nil, err
 	}

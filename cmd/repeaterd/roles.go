@@ -31,8 +31,9 @@ func dashboardRoles(o runOptions) map[string]tasks.RoleBuilder {
 				return nil, err
 			}
 			return dashboards.NewWeb(dashboards.WebConfig{
-				Addr:     o.httpAddr,
-				APIToken: o.apiToken,
+				Addr:        o.httpAddr,
+				APIToken:    o.apiToken,
+				MetricsAuth: o.metricsAuth,
 				API: api.Config{
 					MaxPayloadBytes:     o.maxPayloadBytes,
 					AllowPrivateTargets: eng.Config().Sender.AllowPrivateTargets,

@@ -38,6 +38,8 @@ func newRootCmd() *cobra.Command {
 		newInvariantsCmd(),
 		newPurgeCmd(),
 		newHealthcheckCmd(),
+		newTokensCmd(),
+		newSecretsCmd(),
 		newBenchCmd(),
 		newBenchSinkCmd(),
 		newBenchStatsConsumerCmd(),
@@ -79,11 +81,17 @@ func withStore(cmd *cobra.Command, fn func(*store.Store) error) error {
 	return withStoreOptions(cmd, store.Options{}, fn)
 }
 
-// withStoreOptions is withStore with the store's options.
+// withStoreOptions is withStore with the store's options. Secrets are
+// opened with REPEATERD_SECRET_KEY's keys unless opts names a keyring.
 func withStoreOptions(cmd *cobra.Command, opts store.Options, fn func(*store.Store) error) error {
 	url, err := databaseURL(cmd)
 	if err != nil {
 		return err
+	}
+	if opts.Secrets == nil {
+		if opts.Secrets, err = envKeyring(); err != nil {
+			return err
+		}
 	}
 	st, err := store.OpenWith(cmd.Context(), url, opts)
 	if err != nil {

@@ -23,6 +23,8 @@ type runOptions struct {
 	demo            bool
 	httpAddr        string
 	apiToken        string
+	secretKey       string
+	metricsAuth     string
 	maxPayloadBytes int64
 	metricsAddr     string
 	demoSinkAddr    string
@@ -58,7 +60,9 @@ func newRunCmd() *cobra.Command {
 	f.StringVar(&o.demoSinkURL, "demo-sink-url", "", "the demo sink's URL as workers reach it (default: its listen address)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve /metrics here in processes without the web role (empty = off)")
 	f.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:8080", "web role listen address")
-	f.StringVar(&o.apiToken, "api-token", "", "bearer token for /api and /monitor (required to listen beyond loopback)")
+	f.StringVar(&o.apiToken, "api-token", "", "admin token for the API, the console and /monitor (required to listen beyond loopback)")
+	f.StringVar(&o.secretKey, "secret-key", "", "keys sealing signing secrets and header values at rest: comma-separated, the first seals (32 bytes, base64 or hex)")
+	f.StringVar(&o.metricsAuth, "metrics-auth", "loopback", "who may read the web role's /metrics: loopback (open to this machine, token elsewhere), token, open")
 	f.Int64Var(&o.maxPayloadBytes, "max-payload-bytes", 1<<20, "largest accepted payload")
 	f.StringVar(&o.statsSlot, "stats-slot", "", "the stats role's replication slot (default repeaterd_stats_<database>; slots are per server)")
 	f.StringVar(&o.logFormat, "log-format", defaultLogFormat, "log format: text or json")
@@ -81,6 +85,9 @@ func run(cmd *cobra.Command, o runOptions) error {
 		return err
 	}
 	o.engine.Sender.Version = version
+	if o.engine.Secrets, err = store.ParseKeyring(o.secretKey); err != nil {
+		return err
+	}
 	ctx := cmd.Context()
 	logger, err := newLogger(cmd.ErrOrStderr(), o.logFormat, o.logLevel)
 	if err != nil {
@@ -90,6 +97,10 @@ func run(cmd *cobra.Command, o runOptions) error {
 	// for tests that run the command in-process).
 	defer slog.SetDefault(slog.Default())
 	slog.SetDefault(logger)
+	if o.engine.Secrets == nil {
+		logger.Warn("SECRETS NOT ENCRYPTED: REPEATERD_SECRET_KEY is not set, so repeaters' signing secrets and " +
+			"header values are stored in plaintext; set it (`repeaterd secrets new-key`) and run `repeaterd secrets reencrypt`")
+	}
 	if err := refusePendingMigrations(ctx, o.engine.DatabaseURL); err != nil {
 		return err
 	}

@@ -8,13 +8,17 @@
 // adds what only a caller facing the outside checks: the SSRF policy on
 // target URLs (repeaters.ValidateURL) and the headers only the sender sets
 // (repeaters.IsReservedHeader). The web role (dashboards.Web) mounts the API
-// behind the operator token.
+// behind its credential check, which says who the request acts for
+// (auth.Principal): the admin sees every domain, a domain token only its
+// own, and anything of another domain is a 404, as if it did not exist
+// (scope.go). Writes must be application/json (requireJSON).
 package api
 
 import (
 	"cmp"
 	"errors"
 	"log/slog"
+	"mime"
 	"net/http"
 	"slices"
 	"strings"
@@ -73,8 +77,29 @@ func New(cfg Config, st *store.Store) (*API, error) {
 	}
 	a := &API{cfg: cfg, st: st, mux: http.NewServeMux()}
 	a.routes()
-	a.handler = recoverJSON(cfg.Logger, a.mux)
+	a.handler = recoverJSON(cfg.Logger, a.requireJSON(a.mux))
 	return a, nil
+}
+
+// requireJSON refuses a write (POST, PUT, PATCH, DELETE) that is not
+// declared application/json, with or without a body: a page of another
+// site can send text/plain or a form without asking, but never JSON (that
+// needs a CORS preflight, which this API does not answer), so this is the
+// API's CSRF defence where the browser's own headers are missing.
+func (a *API) requireJSON(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodGet, http.MethodHead, http.MethodOptions:
+		default:
+			if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+				w.Header().Set("Connection", "close") // the body is not read
+				a.writeError(w, r, store.Errorf(codeMediaType,
+					"%s needs Content-Type: application/json (even without a body)", r.Method))
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // ServeHTTP implements http.Handler.
@@ -95,7 +120,9 @@ func (a *API) routes() {
 	a.route("/api/v1/domains/{domain}/flags", map[string]handler{"GET": a.listFlags})
 	a.route("/api/v1/domains/{domain}/flags/{flag}", map[string]handler{"PUT": a.setFlag})
 	a.route("/api/v1/stats", map[string]handler{"GET": a.stats})
-	a.route("/api/v1/invariants", map[string]handler{"GET": a.invariants})
+	a.route("/api/v1/invariants", map[string]handler{"GET": adminOnly(a.invariants)})
+	a.route("/api/v1/tokens", map[string]handler{"GET": adminOnly(a.listTokens), "POST": adminOnly(a.createToken)})
+	a.route("/api/v1/tokens/{id}", map[string]handler{"DELETE": adminOnly(a.revokeToken)})
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, store.Errorf(store.ENOTFOUND, "no API route %s %s", r.Method, r.URL.Path))
 	})

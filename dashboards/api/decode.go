@@ -27,7 +27,8 @@ func (a *API) bodyLimit() int64 {
 }
 
 // decodeJSON reads the request body into dst: one JSON object, no unknown
-// fields, nothing after it, nested at most maxJSONDepth deep.
+// fields, nothing after it, nested at most maxJSONDepth deep, and strict
+// (strict.go): valid UTF-8, exact field names, no duplicate keys.
 func (a *API) decodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.bodyLimit()))
 	if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
@@ -44,6 +45,12 @@ func (a *API) decodeJSON(w http.ResponseWriter, r *http.Request, dst any) error 
 		return store.Errorf(codeBadJSON, "request body must be a JSON object")
 	case !jsonDepthWithin(trimmed, maxJSONDepth):
 		return store.Errorf(codeBadJSON, "JSON is nested deeper than %d levels", maxJSONDepth)
+	}
+	if err := checkText(trimmed); err != nil {
+		return err
+	}
+	if err := checkKeys(trimmed, jsonFields(dst)); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	dec.DisallowUnknownFields()

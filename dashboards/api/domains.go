@@ -48,6 +48,9 @@ func (a *API) listFlags(w http.ResponseWriter, r *http.Request) error {
 	if err := store.ValidateDomain(domain); err != nil {
 		return err
 	}
+	if _, err := scopedDomain(r, domain); err != nil {
+		return err
+	}
 	flags, err := a.domainFlags(r.Context(), domain)
 	if err != nil {
 		return err
@@ -60,6 +63,9 @@ func (a *API) listFlags(w http.ResponseWriter, r *http.Request) error {
 func (a *API) setFlag(w http.ResponseWriter, r *http.Request) error {
 	domain, flag := r.PathValue("domain"), r.PathValue("flag")
 	if err := store.ValidateDomainFlag(domain, flag); err != nil {
+		return err
+	}
+	if _, err := scopedDomain(r, domain); err != nil {
 		return err
 	}
 	var in struct {

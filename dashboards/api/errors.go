@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -16,12 +17,18 @@ const (
 	codeBadRequest       = "bad_request"       // malformed path id, query parameter or cursor
 	codeTooLarge         = "payload_too_large" // body or payload over MaxPayloadBytes
 	codeMethodNotAllowed = "method_not_allowed"
+	codeMediaType        = "unsupported_media_type" // a write that is not application/json
 )
 
 // CodeUnauthorized is the code of a request without the operator token. The
 // web role checks the token before the API (and asynqmon) see the request,
 // and answers with this code through WriteError.
 const CodeUnauthorized = "unauthorized"
+
+// CodeForbidden is the code of a request whose credentials do not reach
+// what it asks (a domain token on an admin route), or that the web role
+// refuses outright (cross-site, a non-loopback Host without a token).
+const CodeForbidden = "forbidden"
 
 // statusByCode is the one place error codes become HTTP statuses. A code
 // not listed is answered as EINTERNAL: 500, details logged, not sent.
@@ -34,6 +41,8 @@ var statusByCode = map[string]int{
 	codeBadRequest:       http.StatusBadRequest,
 	codeTooLarge:         http.StatusRequestEntityTooLarge,
 	CodeUnauthorized:     http.StatusUnauthorized,
+	CodeForbidden:        http.StatusForbidden,
+	codeMediaType:        http.StatusUnsupportedMediaType,
 	codeMethodNotAllowed: http.StatusMethodNotAllowed,
 }
 
@@ -45,6 +54,9 @@ type errorBody struct {
 type errorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// RecordID names the record an idempotency key was first used for, on
+	// a 409 for the key reused with another payload.
+	RecordID int64 `json:"record_id,omitempty"`
 }
 
 // WriteJSON writes v with status, as every API response is written: JSON,
@@ -71,8 +83,21 @@ func WriteError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 		}
 		code, status, msg = store.EINTERNAL, http.StatusInternalServerError, "internal error"
 	}
-	WriteJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: msg}})
+	detail := errorDetail{Code: code, Message: msg}
+	if re, ok := errors.AsType[*recordError](err); ok && status == http.StatusConflict {
+		detail.RecordID = re.id
+	}
+	WriteJSON(w, status, errorBody{Error: detail})
 }
+
+// recordError is a store error about an existing record, whose id the
+// error body names.
+type recordError struct {
+	error
+	id int64
+}
+
+func (e *recordError) Unwrap() error { return e.error }
 
 // recoverJSON turns a handler panic into a logged 500 rather than a dropped
 // connection.

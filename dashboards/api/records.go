@@ -51,7 +51,8 @@ type recordInput struct {
 }
 
 // createRecord is POST /api/v1/records: 201 with a new record, or 200 with
-// the record an earlier request with the same idempotency key made.
+// the record an earlier request with the same idempotency key and payload
+// made; the key with another payload is a 409 naming that record.
 func (a *API) createRecord(w http.ResponseWriter, r *http.Request) error {
 	var in recordInput
 	if err := a.decodeJSON(w, r, &in); err != nil {
@@ -67,9 +68,16 @@ func (a *API) createRecord(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	rep, err := a.ownRepeater(r, in.RepeaterID)
+	if err != nil {
+		return err
+	}
 	rec, created, err := a.st.RegisterRecord(r.Context(), store.RegisterParams{
-		RepeaterID: in.RepeaterID, ContentType: ct, Body: body, IdempotencyKey: in.IdempotencyKey,
+		RepeaterID: in.RepeaterID, Domain: rep.Domain, ContentType: ct, Body: body, IdempotencyKey: in.IdempotencyKey,
 	})
+	if err != nil && rec != nil {
+		return &recordError{error: err, id: rec.ID} // the key reused with another payload
+	}
 	if err != nil {
 		return err
 	}
@@ -87,6 +95,9 @@ func (a *API) createRecord(w http.ResponseWriter, r *http.Request) error {
 func (a *API) createEvent(w http.ResponseWriter, r *http.Request) error {
 	domain := r.PathValue("domain")
 	if err := store.ValidateDomain(domain); err != nil {
+		return err
+	}
+	if _, err := scopedDomain(r, domain); err != nil {
 		return err
 	}
 	var in payloadInput
@@ -111,7 +122,7 @@ func (a *API) getRecord(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	rec, attempts, err := a.st.GetRecord(r.Context(), id)
+	rec, attempts, err := a.ownRecord(r, id)
 	if err != nil {
 		return err
 	}
@@ -128,6 +139,9 @@ func (a *API) getRecord(w http.ResponseWriter, r *http.Request) error {
 func (a *API) listRecords(w http.ResponseWriter, r *http.Request) error {
 	p, err := recordsQuery(r)
 	if err != nil {
+		return err
+	}
+	if p.Domain, err = scopedDomain(r, p.Domain); err != nil {
 		return err
 	}
 	recs, err := a.st.ListRecords(r.Context(), p)
@@ -182,6 +196,9 @@ func (a *API) changeRecord(w http.ResponseWriter, r *http.Request,
 	change func(ctx context.Context, id int64) (*store.RepeatRecord, error)) error {
 	id, err := pathID(r)
 	if err != nil {
+		return err
+	}
+	if _, _, err := a.ownRecord(r, id); err != nil {
 		return err
 	}
 	rec, err := change(r.Context(), id)

@@ -8,15 +8,26 @@ import (
 	"repeaterd/store"
 )
 
-// repeaterView renders a repeater. The signing secret is write-only:
-// store.Repeater never marshals it, and has_secret says whether one is set.
+// repeaterView renders a repeater. Its secrets are write-only: the signing
+// secret is never marshalled (has_secret says whether one is set), and
+// header values, which carry endpoints' credentials, are shown as
+// RedactedValue under their names.
 type repeaterView struct {
 	*store.Repeater
-	HasSecret bool `json:"has_secret"`
+	Headers   map[string]string `json:"headers"`
+	HasSecret bool              `json:"has_secret"`
 }
 
+// RedactedValue stands for a header value in the API's answers. A PATCH
+// sending it back would store it as the value, so it is refused.
+const RedactedValue = "[redacted]"
+
 func viewRepeater(r *store.Repeater) repeaterView {
-	return repeaterView{Repeater: r, HasSecret: r.HasSecret()}
+	headers := make(map[string]string, len(r.Headers))
+	for k := range r.Headers {
+		headers[k] = RedactedValue
+	}
+	return repeaterView{Repeater: r, Headers: headers, HasSecret: r.HasSecret()}
 }
 
 // repeaterInput is the body of POST and PATCH /repeaters. On PATCH a field
@@ -73,9 +84,13 @@ func (in *repeaterInput) checkSenderPolicy(allowPrivate bool) error {
 			return err
 		}
 	}
-	for k := range in.Headers {
+	for k, v := range in.Headers {
 		if repeaters.IsReservedHeader(k) {
 			return store.Errorf(store.EINVALID, "header %s is set by repeaterd and cannot be configured", k)
+		}
+		if v == RedactedValue {
+			return store.Errorf(store.EINVALID, "header %s is %q, the API's placeholder for a value it does not show; "+
+				"send the real value (headers replace the repeater's headers whole)", k, RedactedValue)
 		}
 	}
 	return nil
@@ -84,7 +99,8 @@ func (in *repeaterInput) checkSenderPolicy(allowPrivate bool) error {
 // createRepeater is POST /api/v1/repeaters.
 func (a *API) createRepeater(w http.ResponseWriter, r *http.Request) error {
 	var in repeaterInput
-	if err := a.decodeJSON(w, r, &in); err != nil {
+	err := a.decodeJSON(w, r, &in)
+	if err != nil {
 		return err
 	}
 	if err := in.checkSenderPolicy(a.cfg.AllowPrivateTargets); err != nil {
@@ -92,6 +108,9 @@ func (a *API) createRepeater(w http.ResponseWriter, r *http.Request) error {
 	}
 	rep := &store.Repeater{}
 	setIfGiven(&rep.Domain, in.Domain)
+	if rep.Domain, err = scopedDomain(r, rep.Domain); err != nil {
+		return err
+	}
 	in.apply(rep)
 	if err := a.st.CreateRepeater(r.Context(), rep); err != nil {
 		return err
@@ -106,6 +125,9 @@ func (a *API) listRepeaters(w http.ResponseWriter, r *http.Request) error {
 	p := store.ListRepeatersParams{IncludeDeleted: r.URL.Query().Get("include_deleted") == "true"}
 	var err error
 	if p.Domain, err = queryDomain(r); err != nil {
+		return err
+	}
+	if p.Domain, err = scopedDomain(r, p.Domain); err != nil {
 		return err
 	}
 	if p.AfterID, err = decodeCursor(r.URL.Query().Get("cursor")); err != nil {
@@ -139,7 +161,7 @@ func (a *API) getRepeater(w http.ResponseWriter, r *http.Request) error {
 
 // writeRepeater answers with repeater id as it is stored now.
 func (a *API) writeRepeater(w http.ResponseWriter, r *http.Request, id int64) error {
-	rep, err := a.st.GetRepeater(r.Context(), id)
+	rep, err := a.ownRepeater(r, id)
 	if err != nil {
 		return err
 	}
@@ -160,7 +182,7 @@ func (a *API) patchRepeater(w http.ResponseWriter, r *http.Request) error {
 	if err := in.checkSenderPolicy(a.cfg.AllowPrivateTargets); err != nil {
 		return err
 	}
-	rep, err := a.st.GetRepeater(r.Context(), id)
+	rep, err := a.ownRepeater(r, id)
 	switch {
 	case err != nil:
 		return err
@@ -184,6 +206,9 @@ func (a *API) deleteRepeater(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if _, err := a.ownRepeater(r, id); err != nil {
+		return err
+	}
 	if err := a.st.DeleteRepeater(r.Context(), id); err != nil {
 		return err
 	}
@@ -196,6 +221,9 @@ func (a *API) pauseRepeater(paused bool) handler {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		id, err := pathID(r)
 		if err != nil {
+			return err
+		}
+		if _, err := a.ownRepeater(r, id); err != nil {
 			return err
 		}
 		if err := a.st.SetPaused(r.Context(), id, paused); err != nil {

@@ -50,6 +50,9 @@ func (a *API) stats(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if domain, err = scopedDomain(r, domain); err != nil {
+		return err
+	}
 	rc, err := a.st.RecordCounts(r.Context(), domain)
 	if err != nil {
 		return err

@@ -1,5 +1,8 @@
-// Package auth holds the web role's one credential check: the operator
-// token that guards the API, the console and asynqmon.
+// Package auth holds the web role's credential checks, one home each: the
+// admin token (Token), who a request acts for (Principal), the console's
+// session cookie and CSRF token (Sessions), and the browser-origin checks
+// (CrossSite, LoopbackHost). Domain tokens are rows of the store
+// (store.APITokenByValue); the web role resolves them.
 package auth
 
 import (
@@ -9,8 +12,9 @@ import (
 	"strings"
 )
 
-// Token is the configured operator token. The zero value means no token is
-// configured: everything is open (the web role then listens on loopback only).
+// Token is the configured admin token (REPEATERD_API_TOKEN). The zero value
+// means no token is configured: the web role then serves loopback only,
+// and a request without credentials acts as the admin.
 type Token struct {
 	sum [sha256.Size]byte
 	set bool
@@ -38,17 +42,19 @@ func (t Token) Matches(presented string) bool {
 	return subtle.ConstantTimeCompare(sum[:], t.sum[:]) == 1
 }
 
-// Allows reports whether r carries the token, as a bearer token or as the
-// password of HTTP Basic auth (any user name: what a browser sends to
-// asynqmon after one prompt). With no token configured every request is
-// allowed.
-func (t Token) Allows(r *http.Request) bool {
-	if !t.set {
-		return true
+// Bearer returns the token of an "Authorization: Bearer <token>" header and
+// whether the request has an Authorization header at all (a malformed one
+// is presented but empty). Only the bearer scheme is read: Basic
+// credentials are what browsers attach on their own, which would make every
+// cross-site request authenticated.
+func Bearer(r *http.Request) (token string, presented bool) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return "", false
 	}
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
-		_, got, ok = r.BasicAuth()
+	token, _ = strings.CutPrefix(h, "Bearer ")
+	if token == h {
+		return "", true
 	}
-	return ok && t.Matches(got)
+	return token, true
 }

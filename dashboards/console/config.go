@@ -19,11 +19,12 @@ const (
 
 // Config configures the console (New).
 type Config struct {
-	// Token, when configured, must be typed into the console to switch a
-	// domain flag: it is the web role's token, since a switch does what PUT
-	// /api/v1/domains/{domain}/flags/{flag} does. Viewing the console needs
-	// no token. Defaults to none: anyone who can reach the console may
-	// switch flags, which the web role allows only on loopback.
+	// Token, when configured, is the admin token the login form takes
+	// (the web role's REPEATERD_API_TOKEN): every page but the form and
+	// the static files then needs the session cookie that logging in sets
+	// (auth.Sessions, which the web role checks too, for asynqmon and the
+	// API). Defaults to none: no login, which the web role allows only on
+	// loopback.
 	Token auth.Token
 	// Clock is what the console shows times against and counts the
 	// delivery-rate window from. Defaults to repeaters.SystemClock{}.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/http"
 
+	"repeaterd/dashboards/auth"
 	"repeaterd/store"
 )
 
@@ -24,10 +25,11 @@ const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 
 
 // Console is the web UI. It is an http.Handler for every path it serves.
 type Console struct {
-	st   *store.Store
-	cfg  Config
-	rate rateCache
-	mux  *http.ServeMux
+	st       *store.Store
+	cfg      Config
+	sessions *auth.Sessions
+	rate     rateCache
+	mux      *http.ServeMux
 }
 
 // New returns the console on st, for the web role's WithPage. It refuses a
@@ -37,13 +39,18 @@ func New(st *store.Store, cfg Config) (*Console, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	c := &Console{st: st, cfg: cfg, mux: http.NewServeMux()}
-	c.mux.HandleFunc("GET /{$}", c.servePage)
-	c.mux.HandleFunc("GET "+fragmentPath, c.serveFragment)
+	c := &Console{st: st, cfg: cfg, sessions: auth.NewSessions(cfg.Token), mux: http.NewServeMux()}
+	c.mux.HandleFunc("GET /{$}", c.requireSession(true, c.servePage))
+	c.mux.HandleFunc("GET "+fragmentPath, c.requireSession(false, c.serveFragment))
 	c.mux.HandleFunc("GET "+StaticPrefix+"{file}", serveStatic)
+	c.mux.HandleFunc("GET "+loginPath, c.serveLogin)
 	// A form post is what a cross-site page can forge; the browser's
-	// Sec-Fetch-Site and Origin headers tell it apart.
-	c.mux.Handle(flagPattern, http.NewCrossOriginProtection().Handler(http.HandlerFunc(c.setFlag)))
+	// Sec-Fetch-Site and Origin headers tell it apart, the session cookie is
+	// SameSite=Strict, and the switch also checks the page's CSRF token.
+	xorigin := http.NewCrossOriginProtection()
+	c.mux.Handle("POST "+loginPath, xorigin.Handler(http.HandlerFunc(c.login)))
+	c.mux.Handle("POST "+logoutPath, xorigin.Handler(http.HandlerFunc(c.logout)))
+	c.mux.Handle(flagPattern, xorigin.Handler(c.requireSession(false, c.setFlag)))
 	// Other paths get the mux's 404, and other methods its 405.
 	return c, nil
 }
@@ -62,8 +69,13 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (c *Console) servePage(w http.ResponseWriter, r *http.Request) {
 	dash := c.load(r.Context())
+	var logout string
+	if c.sessions.Required() {
+		logout = logoutPath
+	}
 	c.render(w, http.StatusOK, "page", pageView{
-		TokenRequired:   c.cfg.Token.Configured(),
+		CSRF:            c.sessions.CSRFToken(r),
+		LogoutURL:       logout,
 		MonitorURL:      c.cfg.MonitorURL,
 		FragmentURL:     fragmentPath,
 		NoScriptRefresh: max(1, (dash.RefreshMS+999)/1000),

@@ -23,7 +23,16 @@
 //	GET  /                                   the page
 //	GET  /ui/fragment                        its refreshing part
 //	GET  /ui/static/{file}                   script, style sheet, icon
+//	GET  /ui/login                           the login form
+//	POST /ui/login                           the admin token; sets the session cookie
+//	POST /ui/logout                          ends the session
 //	POST /ui/domains/{domain}/flags/{flag}   the switch; redirects to /
 //
 // Any other path is 404, another method 405.
+//
+// With a token configured (Config.Token), the page, its fragment and the
+// switch need the session cookie the login sets (auth.Sessions: HttpOnly,
+// SameSite=Strict, signed); the page without one redirects to the form.
+// Every form post is refused cross-site (http.CrossOriginProtection), and
+// the switch also needs the page's CSRF token.
 package console

@@ -8,7 +8,7 @@ import (
 	"repeaterd/store"
 )
 
-// maxFlagForm bounds the switch's form body (a token and a boolean).
+// maxFlagForm bounds the switch's form body (a CSRF token and a boolean).
 const maxFlagForm = 8 << 10
 
 // flagAction is the path the switch of domain's flag posts to.
@@ -17,17 +17,18 @@ func flagAction(domain, flag string) string {
 }
 
 // setFlag is the switch: POST /ui/domains/{domain}/flags/{flag} with the
-// form fields enabled (true or false) and, when a token is configured,
-// token. It redirects back to the page.
+// form fields enabled (true or false) and csrf, the page's CSRF token (the
+// session is checked before, requireSession). It redirects back to the
+// page.
 func (c *Console) setFlag(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxFlagForm)
 	if err := r.ParseForm(); err != nil {
 		c.writeError(w, http.StatusBadRequest, "The form could not be read.")
 		return
 	}
-	if c.cfg.Token.Configured() && !c.cfg.Token.Matches(r.PostForm.Get("token")) {
-		c.writeError(w, http.StatusForbidden, "Wrong or missing API token: type the web role's "+
-			"REPEATERD_API_TOKEN into the token field at the top of the dashboard, then switch again.")
+	if !c.sessions.CheckCSRF(r, r.PostForm.Get("csrf")) {
+		c.writeError(w, http.StatusForbidden, "This switch did not come from the dashboard's own page "+
+			"(missing or stale CSRF token): reload the dashboard and switch again.")
 		return
 	}
 	domain, flag := r.PathValue("domain"), r.PathValue("flag")

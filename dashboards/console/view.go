@@ -12,7 +12,10 @@ import (
 
 // pageView is the whole page ("page" template).
 type pageView struct {
-	TokenRequired bool
+	// CSRF is the token the flag switches' form sends back (flags.go).
+	CSRF string
+	// LogoutURL is where the logout button posts, "" with no login.
+	LogoutURL     string
 	MonitorURL    string
 	FragmentURL   string
 	// NoScriptRefresh is the seconds between reloads without JavaScript.
@@ -31,6 +34,13 @@ type dashView struct {
 	Invariants invariantsView
 	Backoff    backoffView
 	Flags      flagsView
+}
+
+// loginView is the login form ("login" template).
+type loginView struct {
+	Action string
+	Next   string
+	Error  string
 }
 
 // errorView is a refused request ("error" template).

@@ -4,6 +4,9 @@
 // in, so the page stays current without reloading; without JavaScript a
 // <noscript> meta refresh reloads the page instead.
 //
+// When the session has ended (401) it reloads the page, which sends the
+// browser to the login form.
+//
 // After each swap it fires "console:refreshed" on document, with the new
 // #dash's data-rendered-ns as detail.renderedNs; after a failed fetch,
 // "console:refresh-failed" with detail.error. Tests wait on these.
@@ -23,6 +26,8 @@
     if (document.hidden) { schedule(); return; }
     fetch(fragmentURL, {cache: 'no-store', credentials: 'same-origin'})
       .then(function (resp) {
+        // A session that ended: the page itself now redirects to the login.
+        if (resp.status === 401) { window.location.reload(); }
         if (!resp.ok) { throw new Error('HTTP ' + resp.status); }
         return resp.text();
       })
