@@ -105,6 +105,19 @@ func TestAPIRejectedRequestsWriteNothing(t *testing.T) {
 		{"event, too large", "POST", "/api/v1/domains/acme/events", `{"payload":"` + big + `"}`, 413, "payload_too_large"},
 		{"stats bad domain", "GET", "/api/v1/stats?domain=%00", nil, 422, "invalid"},
 		{"method not allowed", "PUT", "/api/v1/records", `{}`, 405, "method_not_allowed"},
+		// Strict JSON (strict.go): what encoding/json would take loosely.
+		{"invalid UTF-8", "POST", "/api/v1/repeaters", "{\"domain\":\"ac\xffme\",\"url\":\"https://example.com/\"}", 400, "bad_json"},
+		{"invalid UTF-8 in payload", "POST", "/api/v1/records", rec("\"payload\":\"\xc3\x28\""), 400, "bad_json"},
+		{"lone surrogate", "POST", "/api/v1/repeaters", `{"domain":"ac\ud800me","url":"https://example.com/"}`, 400, "bad_json"},
+		{"lone low surrogate", "POST", "/api/v1/records", rec(`"payload":"\udc00"`), 400, "bad_json"},
+		{"duplicate key", "POST", "/api/v1/repeaters", `{"domain":"acme","domain":"globex","url":"https://example.com/"}`, 400, "bad_json"},
+		{"escaped duplicate key", "POST", "/api/v1/repeaters", `{"domain":"acme","dom\u0061in":"globex","url":"https://example.com/"}`, 400, "bad_json"},
+		{"case-variant key", "POST", "/api/v1/repeaters", `{"domain":"acme","Domain":"globex","url":"https://example.com/"}`, 400, "bad_json"},
+		{"case-variant key alone", "POST", "/api/v1/repeaters", `{"Domain":"acme","url":"https://example.com/"}`, 400, "bad_json"},
+		{"folded key", "POST", "/api/v1/repeaters", `{"domain":"acme","url":"https://example.com/","ſigning_secret":"x"}`, 400, "bad_json"},
+		{"case-variant headers", "POST", "/api/v1/repeaters", `{"domain":"acme","url":"https://example.com/","headers":{"X-Key":"a","x-key":"b"}}`, 400, "bad_json"},
+		{"redacted header sent back", "POST", "/api/v1/repeaters", `{"domain":"acme","url":"https://example.com/","headers":{"X-Key":"[redacted]"}}`, 422, "invalid"},
+		{"sealed-looking secret", "POST", "/api/v1/repeaters", `{"domain":"acme","url":"https://example.com/","signing_secret":"enc:v1:abc"}`, 422, "invalid"},
 		{"unknown route", "GET", "/api/v1/nothing", nil, 404, "not_found"},
 	}
 	for _, c := range cases {
@@ -124,6 +137,48 @@ func TestAPIRejectedRequestsWriteNothing(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAPIStrictJSONLeavesPayloadAlone: the payload is the tenant's bytes,
+// sent on as they are: keys differing in case are distinct there.
+func TestAPIStrictJSONLeavesPayloadAlone(t *testing.T) {
+	e := newAPIEnv(t, api.Config{})
+	rep := e.repeater("acme")
+	e.must(http.StatusCreated, "POST", "/api/v1/records", fmt.Sprintf(`{"repeater_id":%d,"payload":{"a":1,"A":2,"\ud83d\ude00":3}}`, rep.ID))
+}
+
+// TestAPIWritesNeedJSON: a write that is not declared application/json
+// (what a cross-site form or a text/plain fetch sends) is refused unread,
+// body or none.
+func TestAPIWritesNeedJSON(t *testing.T) {
+	e := newAPIEnv(t, api.Config{})
+	rep := e.repeater("acme")
+	before := e.rowCounts()
+	for _, c := range []struct{ method, path, contentType, body string }{
+		{"POST", "/api/v1/repeaters", "text/plain", `{"domain":"acme","url":"https://example.com/"}`},
+		{"POST", "/api/v1/repeaters", "application/x-www-form-urlencoded", `domain=acme`},
+		{"POST", "/api/v1/repeaters", "", `{"domain":"acme","url":"https://example.com/"}`},
+		{"POST", fmt.Sprintf("/api/v1/repeaters/%d/pause", rep.ID), "", ``},
+		{"DELETE", fmt.Sprintf("/api/v1/repeaters/%d", rep.ID), "multipart/form-data; boundary=x", ``},
+		{"PUT", "/api/v1/domains/acme/flags/process_repeaters", "text/json", `{"enabled":false}`},
+	} {
+		req, _ := http.NewRequestWithContext(t.Context(), c.method, e.base+c.path, strings.NewReader(c.body))
+		if c.contentType != "" {
+			req.Header.Set("Content-Type", c.contentType)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnsupportedMediaType {
+			t.Errorf("%s %s as %q: %d, want 415", c.method, c.path, c.contentType, resp.StatusCode)
+		}
+	}
+	if after := e.rowCounts(); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("refused writes changed rows: %v, then %v", before, after)
+	}
+	e.must(http.StatusOK, "POST", fmt.Sprintf("/api/v1/repeaters/%d/pause", rep.ID), nil) // JSON, no body
 }
 
 func TestAPIInternalErrorsDoNotLeak(t *testing.T) {

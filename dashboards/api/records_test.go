@@ -21,10 +21,30 @@ func TestAPIRecordIdempotency(t *testing.T) {
 	body := map[string]any{"repeater_id": rep.ID, "payload": map[string]int{"n": 1}, "idempotency_key": "order-1"}
 	var first, again recordJSON
 	e.must(http.StatusCreated, "POST", "/api/v1/records", body).decode(t, &first)
-	body["payload"] = map[string]int{"n": 2} // a retry with another body still finds the first record
-	e.must(http.StatusOK, "POST", "/api/v1/records", body).decode(t, &again)
+	e.must(http.StatusOK, "POST", "/api/v1/records", body).decode(t, &again) // a retry finds the first record
 	if again.ID != first.ID || first.State != "pending" || first.IdempotencyKey == nil || *first.IdempotencyKey != "order-1" {
 		t.Errorf("first %+v, again %+v", first, again)
+	}
+	// The key with another payload is a conflict naming the first record
+	// (Stripe's convention), and writes nothing.
+	before := e.rowCounts()
+	for _, changed := range []map[string]any{
+		{"repeater_id": rep.ID, "payload": map[string]int{"n": 2}, "idempotency_key": "order-1"},
+		{"repeater_id": rep.ID, "payload": map[string]int{"n": 1}, "idempotency_key": "order-1", "content_type": "application/vnd.x+json"},
+	} {
+		var conflict struct {
+			Error struct {
+				Code     string `json:"code"`
+				RecordID int64  `json:"record_id"`
+			} `json:"error"`
+		}
+		e.must(http.StatusConflict, "POST", "/api/v1/records", changed).decode(t, &conflict)
+		if conflict.Error.Code != "conflict" || conflict.Error.RecordID != first.ID {
+			t.Errorf("key reused with %v: %+v, want a conflict naming record %d", changed, conflict, first.ID)
+		}
+	}
+	if after := e.rowCounts(); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("a refused reuse wrote rows: %v, then %v", before, after)
 	}
 	var other recordJSON
 	e.must(http.StatusCreated, "POST", "/api/v1/records", map[string]any{

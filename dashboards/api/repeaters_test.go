@@ -25,7 +25,7 @@ func TestAPIRepeaterLifecycle(t *testing.T) {
 
 	var got repeaterJSON
 	e.must(http.StatusOK, "GET", path, nil).decode(t, &got)
-	if got.Name != "orders" || got.Headers["X-Team"] != "a" || !got.HasSecret {
+	if got.Name != "orders" || got.Headers["X-Team"] != api.RedactedValue || !got.HasSecret {
 		t.Errorf("get: %+v", got)
 	}
 	e.must(http.StatusOK, "PATCH", path, map[string]any{"name": "orders-v2", "signing_secret": secret2}).decode(t, &got)

@@ -141,7 +141,7 @@ func parseSession(v string) (payload string, exp int64, nonce string, mac []byte
 	if err != nil || exp <= 0 || strconv.FormatInt(exp, 10) != parts[1] {
 		return "", 0, "", nil, false
 	}
-	mac, err = base64.RawURLEncoding.DecodeString(parts[3])
+	mac, err = base64.RawURLEncoding.Strict().DecodeString(parts[3])
 	if err != nil || len(mac) != sha256.Size {
 		return "", 0, "", nil, false
 	}
