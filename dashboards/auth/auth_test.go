@@ -42,9 +42,9 @@ func TestCrossSite(t *testing.T) {
 		site, origin string
 		want         bool
 	}{
-		{"", "", false},                        // curl, scripts
+		{"", "", false}, // curl, scripts
 		{"same-origin", "http://evil.example", false}, // the browser's own verdict wins
-		{"none", "", false},                    // typed into the address bar
+		{"none", "", false},                           // typed into the address bar
 		{"cross-site", "", true},
 		{"same-site", "", true}, // another port of this host is same-site
 		{"", "http://127.0.0.1:8080", false},

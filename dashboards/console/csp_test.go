@@ -74,13 +74,17 @@ func TestNoInlineScriptOrStyle(t *testing.T) {
 	evil := repeater(t, st, hostileDomain, hostileName)
 	seedBackoff(t, st, evil, time.Hour, 502, hostileMessage)
 	h := newConsole(t, st, console.Config{Token: auth.NewToken("tok")})
+	session := login(t, h, "tok")
 	refused := httptest.NewRecorder()
-	h.ServeHTTP(refused, httptest.NewRequest(http.MethodPost, "/ui/domains/a/flags/process_repeaters", nil))
+	req := httptest.NewRequest(http.MethodPost, "/ui/domains/a/flags/process_repeaters", nil)
+	req.AddCookie(session)
+	h.ServeHTTP(refused, req)
 	if refused.Code != http.StatusForbidden {
-		t.Fatalf("switch without a token: %d, want 403", refused.Code)
+		t.Fatalf("switch without a CSRF token: %d, want 403", refused.Code)
 	}
 	for name, html := range map[string]string{
-		"page": fetch(t, h, "/"), "fragment": fetch(t, h, "/ui/fragment"), "error page": refused.Body.String(),
+		"page": fetchWith(t, h, "/", session), "fragment": fetchWith(t, h, "/ui/fragment", session),
+		"error page": refused.Body.String(), "login": fetch(t, h, "/ui/login"),
 	} {
 		if m := inline.FindString(html); m != "" {
 			t.Errorf("the %s has inline code a strict CSP blocks: %q", name, m)
@@ -204,7 +208,8 @@ func TestBrowserWithoutJavaScript(t *testing.T) {
 	}
 	cancel()
 
-	do(t, ctx, chromedp.Navigate(steady.URL), chromedp.WaitVisible(chromedp.ID("counts-total")))
+	browserLogin(t, b, steady.URL, token)
+	do(t, ctx, chromedp.WaitVisible(chromedp.ID("counts-total")))
 	assertCountsMatchStore(t, ctx, st, 2)
 	switchFlags(t, b, st, steady.URL, token)
 }

@@ -7,9 +7,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
+	"repeaterd/dashboards/auth"
 	"repeaterd/dashboards/console"
 	"repeaterd/store"
 	"repeaterd/store/storetest"
@@ -168,4 +172,45 @@ func fetch(t *testing.T, h http.Handler, path string) string {
 		t.Fatalf("GET %s: %d %s", path, rec.Code, rec.Body)
 	}
 	return rec.Body.String()
+}
+
+// login logs into h with token and returns the session cookie.
+func login(t *testing.T, h http.Handler, token string) *http.Cookie {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodPost, "/ui/login", strings.NewReader(url.Values{"token": {token}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	h.ServeHTTP(rec, req)
+	for _, c := range rec.Result().Cookies() {
+		if c.Name == auth.SessionCookie && c.Value != "" {
+			return c
+		}
+	}
+	t.Fatalf("login with %q set no session cookie: %d", token, rec.Code)
+	return nil
+}
+
+// fetchWith is fetch with a session cookie.
+func fetchWith(t *testing.T, h http.Handler, path string, session *http.Cookie) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, path, nil)
+	req.AddCookie(session)
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", path, rec.Code, rec.Body)
+	}
+	return rec.Body.String()
+}
+
+var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// csrfOf returns the CSRF token of a page.
+func csrfOf(t *testing.T, html string) string {
+	t.Helper()
+	m := csrfRE.FindStringSubmatch(html)
+	if m == nil {
+		t.Fatal("the page has no CSRF token")
+	}
+	return m[1]
 }

@@ -15,9 +15,9 @@ type pageView struct {
 	// CSRF is the token the flag switches' form sends back (flags.go).
 	CSRF string
 	// LogoutURL is where the logout button posts, "" with no login.
-	LogoutURL     string
-	MonitorURL    string
-	FragmentURL   string
+	LogoutURL   string
+	MonitorURL  string
+	FragmentURL string
 	// NoScriptRefresh is the seconds between reloads without JavaScript.
 	NoScriptRefresh int64
 	Dash            *dashView
