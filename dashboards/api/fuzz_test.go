@@ -2,9 +2,11 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"repeaterd/store"
 )
@@ -75,4 +77,56 @@ func jsonDepth(s string) int {
 			depth--
 		}
 	}
+}
+
+// FuzzLoneSurrogate checks the surrogate scan against the decoder: for
+// valid JSON, a string decodes to U+FFFD that the input never spelled
+// exactly when the scan finds half a pair.
+func FuzzLoneSurrogate(f *testing.F) {
+	for _, s := range []string{`"\ud800"`, `"\ud83d\ude00"`, `"\udc00"`, `"\\ud800"`, `{"a":"\uD800\u0041"}`, `"\ufffd"`, `["\ud800\ud800"]`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		at := loneSurrogate([]byte(s))
+		var v any
+		if !utf8.ValidString(s) || json.Unmarshal([]byte(s), &v) != nil {
+			return
+		}
+		spelled := strings.Contains(s, "\uFFFD") || strings.Contains(strings.ToLower(s), `\ufffd`)
+		replaced := strings.Contains(fmt.Sprint(v), "\uFFFD")
+		if at >= 0 && !replaced || at < 0 && replaced && !spelled {
+			t.Fatalf("loneSurrogate(%q) = %d, but the decoder replaced: %v", s, at, replaced)
+		}
+	})
+}
+
+// FuzzCheckKeys: an object checkKeys passes has no key twice, as the
+// decoder sees the keys.
+func FuzzCheckKeys(f *testing.F) {
+	for _, s := range []string{`{"a":1,"a":2}`, `{"a":1,"A":2}`, `{"a":{"b":1,"B":2}}`, `{"payload":{"b":1,"B":2}}`, `{"\u0061":1,"a":2}`, `[{"a":1,"a":1}]`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		err := checkKeys([]byte(s), nil)
+		var m map[string]json.RawMessage
+		if err != nil || !json.Valid([]byte(s)) || json.Unmarshal([]byte(s), &m) != nil {
+			return
+		}
+		dec := json.NewDecoder(strings.NewReader(s))
+		_, _ = dec.Token()
+		keys := 0
+		for dec.More() {
+			if _, err := dec.Token(); err != nil {
+				return
+			}
+			var skip json.RawMessage
+			if dec.Decode(&skip) != nil {
+				return
+			}
+			keys++
+		}
+		if keys != len(m) {
+			t.Fatalf("checkKeys passed %q, which has %d keys but %d distinct", s, keys, len(m))
+		}
+	})
 }
