@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -17,8 +18,8 @@ import (
 // credential the request carried is cut out of it: the signing secret
 // (and a whsec_ secret's key), every configured header value (and the
 // credential of an "Authorization: <scheme> <credential>", and a Basic
-// credential's decoded user:password), the URL's userinfo and every query
-// value. Each is cut as sent, URL-escaped and JSON-escaped, the forms an
+// credential's decoded user:password), the URL's userinfo and its query
+// values (those of credential-like names, and every long one). Each is cut as sent, URL-escaped and JSON-escaped, the forms an
 // echo takes.
 
 // Redacted replaces a credential in an attempt message.
@@ -27,6 +28,15 @@ const Redacted = "[redacted]"
 // minRedactLen is the shortest value cut out: a value of two characters
 // would erase half the message, and is no secret.
 const minRedactLen = 3
+
+// minQueryRedactLen is the shortest value of a query parameter cut out
+// whatever its name: ?code=200 or ?page=2 are not secrets, and cutting them
+// would garble the message; values this long may be.
+const minQueryRedactLen = 8
+
+// credentialName matches the names of query parameters that carry
+// credentials, whose values are cut out however short.
+var credentialName = regexp.MustCompile(`(?i)token|key|secret|sig|pass|auth|cred|session|jwt`)
 
 // redactCredentials cuts every credential of r's request out of msg.
 func redactCredentials(msg string, r *store.Repeater) string {
@@ -71,8 +81,12 @@ func requestCredentials(r *store.Repeater) []string {
 			pass, _ := u.User.Password()
 			raw = append(raw, u.User.String(), u.User.Username(), pass)
 		}
-		for _, vs := range u.Query() {
-			raw = append(raw, vs...)
+		for k, vs := range u.Query() {
+			for _, v := range vs {
+				if credentialName.MatchString(k) || len(v) >= minQueryRedactLen {
+					raw = append(raw, v)
+				}
+			}
 		}
 	}
 	var out []string
