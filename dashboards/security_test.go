@@ -340,3 +340,25 @@ func TestMonitorHeaders(t *testing.T) {
 		t.Errorf("API answers without the base CSP: %q", csp)
 	}
 }
+
+// TestReadyzSaysWhetherSecretsAreEncrypted: without REPEATERD_SECRET_KEY
+// /readyz says so; with one it names the key.
+func TestReadyzSaysWhetherSecretsAreEncrypted(t *testing.T) {
+	_, _, base := webServer(t, dashboards.WebConfig{}, dashboards.WithLogger(quietLog))
+	if resp, body := webGet(t, base+"/readyz", ""); resp.StatusCode != http.StatusOK || !strings.Contains(body, "NOT ENCRYPTED") {
+		t.Errorf("readyz without a key: %d %s", resp.StatusCode, body)
+	}
+	k, err := store.ParseKeyring(store.NewSecretKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.OpenWith(t.Context(), storetest.NewDB(t), store.Options{Secrets: k})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	w := startWeb(t, dashboards.WebConfig{}, st, storetest.RedisClient(t), dashboards.WithLogger(quietLog))
+	if _, body := webGet(t, "http://"+w.Addr()+"/readyz", ""); !strings.Contains(body, "encrypted (AES-256-GCM, key "+k.CurrentKeyID()+")") {
+		t.Errorf("readyz with a key: %s", body)
+	}
+}
