@@ -14,11 +14,11 @@ import (
 
 // The web role's guards, in the order a request meets them:
 //
-//  1. hostGuard: with no admin token, only loopback Host names (DNS
+//  1. securityHeaders: nosniff, no referrer, no framing, a CSP that loads
+//     nothing; the console and asynqmon set their own CSP over it.
+//  2. hostGuard: with no admin token, only loopback Host names (DNS
 //     rebinding: a page whose name resolves to 127.0.0.1 still sends its own
 //     name as Host). Health checks are exempt.
-//  2. securityHeaders: nosniff, no referrer, no framing, a CSP that loads
-//     nothing; the console and asynqmon set their own CSP over it.
 //  3. protect (/api/, /monitor/): cross-site requests refused, then the
 //     credentials: the admin token, a domain token, the console's session
 //     cookie, or, with no token configured, nothing. A refusal is answered
