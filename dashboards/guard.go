@@ -80,7 +80,11 @@ func (w *Web) protect(adminOnly bool, next http.Handler) http.Handler {
 			w.refuse(rw, r, store.Errorf(api.CodeForbidden, "this needs the admin token; a domain token reaches only /api/v1"))
 			return
 		}
-		next.ServeHTTP(rw, r.WithContext(auth.WithPrincipal(r.Context(), p)))
+		inner := r.WithContext(auth.WithPrincipal(r.Context(), p))
+		next.ServeHTTP(rw, inner)
+		// The API's own mux names the route on the request it serves; the
+		// access log (observe) reads it from the outer one.
+		r.Pattern = inner.Pattern
 	})
 }
 
