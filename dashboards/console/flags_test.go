@@ -28,27 +28,13 @@ func TestBrowserFlagSwitchAndEscaping(t *testing.T) {
 	b := newBrowser(t)
 	ctx := b.ctx
 	st := storetest.NewStore(t)
-	bg := context.Background()
 	const token = "s3cret-token"
 
 	repeater(t, st, "alpha.example", "orders")
 	evil := repeater(t, st, hostileDomain, hostileName)
 	seedBackoff(t, st, evil, time.Hour, 502, hostileMessage)
 
-	web, err := dashboards.NewWeb(dashboards.WebConfig{Addr: "127.0.0.1:0", APIToken: token}, st,
-		storetest.RedisClient(t), dashboards.WithLogger(quiet),
-		dashboards.WithPage(newConsole(t, st, console.Config{Token: auth.NewToken(token), Refresh: time.Minute})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := web.Start(bg); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = web.Stop(context.Background()) })
-	// Close the browser first: Stop would wait ~5s on its preconnected,
-	// never-used sockets (http.Server counts a new connection as active
-	// for its first 5 seconds).
-	t.Cleanup(func() { _ = chromedp.Cancel(ctx) })
+	web := startWebConsole(t, b, st, token)
 	base := "http://" + web.Addr()
 	dialogs := watchDialogs(ctx)
 
@@ -194,6 +180,27 @@ func switchFlags(t *testing.T, b *browser, st *store.Store, base, token string) 
 	do(t, ctx, chromedp.Click(chromedp.ID("logout")), chromedp.WaitVisible(chromedp.ID("login-form")))
 	do(t, ctx, chromedp.Navigate(base), chromedp.WaitVisible(chromedp.ID("login-form")))
 	b.assertClean(t)
+}
+
+// startWebConsole starts the web role with the console on st behind token,
+// for b's tests; the browser is closed before the server stops.
+func startWebConsole(t *testing.T, b *browser, st *store.Store, token string) *dashboards.Web {
+	t.Helper()
+	web, err := dashboards.NewWeb(dashboards.WebConfig{Addr: "127.0.0.1:0", APIToken: token}, st,
+		storetest.RedisClient(t), dashboards.WithLogger(quiet),
+		dashboards.WithPage(newConsole(t, st, console.Config{Token: auth.NewToken(token), Refresh: time.Minute})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := web.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = web.Stop(context.Background()) })
+	// Close the browser first: Stop would wait ~5s on its preconnected,
+	// never-used sockets (http.Server counts a new connection as active
+	// for its first 5 seconds).
+	t.Cleanup(func() { _ = chromedp.Cancel(b.ctx) })
+	return web
 }
 
 // browserLogin opens base, which sends the browser to the login form, and

@@ -5,13 +5,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
 
-	"repeaterd/dashboards"
-	"repeaterd/dashboards/auth"
-	"repeaterd/dashboards/console"
 	"repeaterd/store/storetest"
 )
 
@@ -23,17 +19,7 @@ func TestBrowserMonitorBehindLogin(t *testing.T) {
 	ctx := b.ctx
 	st := storetest.NewStore(t)
 	const token = "s3cret-token"
-	web, err := dashboards.NewWeb(dashboards.WebConfig{Addr: "127.0.0.1:0", APIToken: token}, st,
-		storetest.RedisClient(t), dashboards.WithLogger(quiet),
-		dashboards.WithPage(newConsole(t, st, console.Config{Token: auth.NewToken(token), Refresh: time.Minute})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := web.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = web.Stop(context.Background()) })
-	t.Cleanup(func() { _ = chromedp.Cancel(ctx) })
+	web := startWebConsole(t, b, st, token)
 	base := "http://" + web.Addr()
 
 	do(t, ctx, chromedp.Navigate(base+"/monitor/"), chromedp.WaitVisible(chromedp.ID("login-form")))
