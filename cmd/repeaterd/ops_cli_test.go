@@ -42,13 +42,18 @@ func TestCLIRepeaterLifecycle(t *testing.T) {
 	e.mustJSON(&created, "repeaters", "create", "--domain", "acme", "--name", "orders", "--url", "https://example.com/hook",
 		"--header", "X-Tenant=acme", "--max-workers", "3", "--timeout", "5s", "--signing-secret-file", secret)
 	if created.ID == 0 || created.Name != "orders" || created.MaxWorkers != 3 || created.TimeoutMS != 5000 ||
-		!created.Signed || created.Headers["X-Tenant"] != "acme" || created.Status != "active" {
+		!created.Signed || created.Headers["X-Tenant"] != "[redacted]" || created.Status != "active" {
 		t.Fatalf("created %+v", created)
 	}
 	id := fmt.Sprint(created.ID)
 	show := e.mustRun("repeaters", "show", id, "-o", "json")
-	if strings.Contains(show, "c2VjcmV0") || strings.Contains(show, "whsec") {
-		t.Fatalf("show printed the signing secret:\n%s", show)
+	var shown repeaterView
+	if err := json.Unmarshal([]byte(show), &shown); err != nil || shown.Headers["X-Tenant"] != "[redacted]" ||
+		strings.Contains(show, "c2VjcmV0") || strings.Contains(show, "whsec") {
+		t.Fatalf("show printed the signing secret or a header value (%v):\n%s", err, show)
+	}
+	if stored, _ := e.st.GetRepeater(t.Context(), created.ID); stored.Headers["X-Tenant"] != "acme" {
+		t.Fatalf("the header was not stored as given: %v", stored.Headers)
 	}
 	if table := e.mustRun("repeaters", "show", id); !tableRow("max_workers", "3").MatchString(table) || !tableRow("signed", "true").MatchString(table) {
 		t.Errorf("show table:\n%s", table)

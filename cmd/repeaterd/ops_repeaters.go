@@ -41,15 +41,21 @@ func report(cmd *cobra.Command, err error, format string, args ...any) error {
 }
 
 // repeaterView is a repeater as the CLI prints it: its settings (never its
-// secret), whether it signs, and its status.
+// secret, header values redacted: they may be credentials), whether it
+// signs, and its status.
 type repeaterView struct {
 	*store.Repeater
-	Signed bool   `json:"signed"`
-	Status string `json:"status"`
+	Headers map[string]string `json:"headers"`
+	Signed  bool              `json:"signed"`
+	Status  string            `json:"status"`
 }
 
 func viewRepeater(r *store.Repeater) repeaterView {
-	return repeaterView{Repeater: r, Signed: r.HasSecret(), Status: repeaterStatus(r)}
+	headers := make(map[string]string, len(r.Headers))
+	for k := range r.Headers {
+		headers[k] = "[redacted]"
+	}
+	return repeaterView{Repeater: r, Headers: headers, Signed: r.HasSecret(), Status: repeaterStatus(r)}
 }
 
 func newRepeatersListCmd() *cobra.Command {
