@@ -182,17 +182,19 @@ func recordsQuery(r *http.Request) (store.ListRecordsParams, error) {
 // a finished record gets another max_attempts tries. A record being sent
 // answers 202: the requeue applies when the send ends.
 func (a *API) requeueRecord(w http.ResponseWriter, r *http.Request) error {
-	return a.changeRecord(w, r, a.st.RequeueRecord)
+	return a.changeRecord(w, r, "requeue", a.st.RequeueRecord)
 }
 
 // cancelRecord is POST /api/v1/records/{id}/cancel; only a ready record can
 // be cancelled (409 otherwise). A record being sent answers 202: the cancel
 // applies when the send ends (a delivery that succeeded stays Success).
 func (a *API) cancelRecord(w http.ResponseWriter, r *http.Request) error {
-	return a.changeRecord(w, r, a.st.CancelRecord)
+	return a.changeRecord(w, r, "cancel", a.st.CancelRecord)
 }
 
-func (a *API) changeRecord(w http.ResponseWriter, r *http.Request,
+// changeRecord runs an operator's action on one record and logs it at
+// INFO: an operator follows cancels and requeues in the log.
+func (a *API) changeRecord(w http.ResponseWriter, r *http.Request, action string,
 	change func(ctx context.Context, id int64) (*store.RepeatRecord, error)) error {
 	id, err := pathID(r)
 	if err != nil {
@@ -205,10 +207,12 @@ func (a *API) changeRecord(w http.ResponseWriter, r *http.Request,
 	if err != nil {
 		return err
 	}
-	status := http.StatusOK
+	status, msg := http.StatusOK, "record "+action+" by an operator"
 	if rec.RequestedState != nil {
 		status = http.StatusAccepted // it takes effect when the send in flight ends
+		msg = "record " + action + " by an operator waits for the send in flight"
 	}
+	a.cfg.Logger.Info(msg, "record", rec.ID, "repeater", rec.RepeaterID, "domain", rec.Domain, "state", rec.State.String())
 	WriteJSON(w, status, viewRecord(rec))
 	return nil
 }

@@ -5,7 +5,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -238,4 +240,14 @@ func claimOne(t *testing.T, st *store.Store, repeaterID, id int64) (*store.Ready
 		}
 	}
 	return nil, fmt.Errorf("record %d was not due", id)
+}
+
+func TestAPIOperatorActionsAreLogged(t *testing.T) {
+	var logs bytes.Buffer
+	e := newAPIEnv(t, api.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	rec := storetest.Record(t, e.st, e.repeater("acme"), nil)
+	e.must(http.StatusOK, "POST", fmt.Sprintf("/api/v1/records/%d/cancel", rec.ID), nil)
+	if want := fmt.Sprintf(`msg="record cancel by an operator" record=%d`, rec.ID); !strings.Contains(logs.String(), want) {
+		t.Fatalf("log lacks %q:\n%s", want, logs.String())
+	}
 }
