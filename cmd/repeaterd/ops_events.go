@@ -32,10 +32,7 @@ func newEventsCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				views := make([]recordView, len(recs))
-				for i := range recs {
-					views[i] = viewRecord(&recs[i])
-				}
+				views := viewsOf(recs, viewRecord)
 				return emit(cmd, views, []string{"RECORD", "REPEATER", "STATE"}, func(w io.Writer) {
 					for _, v := range views {
 						fmt.Fprintf(w, "%d\t%d\t%s\n", v.ID, v.RepeaterID, v.State)

@@ -86,10 +86,7 @@ func newRecordsListCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				views := make([]recordView, len(recs))
-				for i := range recs {
-					views[i] = viewRecord(&recs[i])
-				}
+				views := viewsOf(recs, viewRecord)
 				return emit(cmd, views, []string{"ID", "REPEATER", "STATE", "TRIES", "NEXT_CHECK", "REGISTERED"}, func(w io.Writer) {
 					for _, v := range views {
 						fmt.Fprintf(w, "%d\t%d\t%s\t%d/%d\t%s\t%s\n", v.ID, v.RepeaterID, v.State+requestMark(v),

@@ -71,11 +71,10 @@ func newRepeatersListCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				views := make([]repeaterView, len(reps))
-				for i := range reps {
-					views[i] = viewRepeater(&reps[i])
-					views[i].URL = redactURL(reps[i].URL)
-				}
+				views := viewsOf(reps, func(r *store.Repeater) repeaterView {
+					r.URL = redactURL(r.URL)
+					return viewRepeater(r)
+				})
 				return emit(cmd, views, []string{"ID", "DOMAIN", "NAME", "URL", "STATUS", "NEXT_ATTEMPT"}, func(w io.Writer) {
 					for _, v := range views {
 						fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\n", v.ID, v.Domain, v.Name, v.URL, v.Status, timeOrDash(v.NextAttemptAt))

@@ -63,3 +63,12 @@ func newGroupCmd(use, short string, subs ...*cobra.Command) *cobra.Command {
 	cmd.AddCommand(subs...)
 	return cmd
 }
+
+// viewsOf renders each element of xs with view.
+func viewsOf[T, V any](xs []T, view func(*T) V) []V {
+	out := make([]V, len(xs))
+	for i := range xs {
+		out[i] = view(&xs[i])
+	}
+	return out
+}
