@@ -54,20 +54,35 @@ func (p BackoffPolicy) Delay(n int, retryAfter time.Duration) time.Duration {
 }
 
 // Decide is update_repeater's rule. Any Success or PayloadRejected resets the
-// backoff; only failures back the repeater off; nothing sent leaves it alone.
-// A Retry-After is honoured either way. Concurrency follows AIMD: halved when
-// the endpoint throttles (429/503), one more after a batch without failures.
+// backoff; a batch refused whole right after successes is "too fast" and
+// paces the repeater instead (pacing.go); other batches of only failures back
+// it off; nothing sent leaves it alone. A Retry-After is honoured either way.
+// Concurrency follows AIMD: halved when the endpoint throttles (429/503, but
+// not one poison record among successes), one more after a batch without
+// failures. The pace is learned as pacing.go says.
 func (p BackoffPolicy) Decide(r *store.Repeater, sum store.BatchSummary, now time.Time) store.BatchDecision {
 	d := store.BatchDecision{
 		NextAttemptAt:    r.NextAttemptAt,
 		BackoffCount:     r.BackoffCount,
-		EffectiveWorkers: p.concurrency(r, sum),
+		EffectiveWorkers: p.Concurrency(r),
+		PacePerS:         r.PacePerS,
+		PaceClean:        r.PaceClean,
+		Flowing:          r.Flowing,
 	}
-	switch {
-	case sum.Attempted == 0:
+	if sum.Attempted == 0 {
 		return d
-	case sum.Succeeded+sum.Rejected > 0:
+	}
+	tooFast := TooFast(r, sum)
+	reached := sum.Succeeded+sum.Rejected > 0
+	d.EffectiveWorkers = p.concurrency(r, sum, tooFast || sum.Throttled > 0 && !reached)
+	d.PacePerS, d.PaceClean = nextPace(r, sum, tooFast)
+	d.Flowing = reached
+	switch {
+	case reached || tooFast:
 		d.BackoffCount, d.NextAttemptAt = 0, nil
+		if !reached {
+			d.BackoffCount = r.BackoffCount // too fast is no failed batch, nor a success
+		}
 		if sum.RetryAfter > 0 {
 			d.NextAttemptAt = ptr(now.Add(min(sum.RetryAfter, p.Max)))
 		}
@@ -87,15 +102,25 @@ func (p BackoffPolicy) Concurrency(r *store.Repeater) int {
 	return limit
 }
 
-func (p BackoffPolicy) concurrency(r *store.Repeater, sum store.BatchSummary) int {
+func (p BackoffPolicy) concurrency(r *store.Repeater, sum store.BatchSummary, throttled bool) int {
 	c := p.Concurrency(r)
 	switch {
-	case sum.Throttled > 0:
+	case throttled:
 		c = max(1, c/2)
 	case sum.Attempted > 0 && sum.Failed == 0:
 		c = min(c+1, r.Workers(p.MaxWorkers))
 	}
 	return c
+}
+
+// RetryDelay is how long a record that failed its n-th attempt on the new
+// path waits before a batch may take it again: the repeater's backoff
+// schedule (Min doubling to Max, jittered, never before Retry-After), per
+// record. A record its endpoint keeps refusing is tried on its own schedule
+// while the records behind it flow; the repeater itself backs off only when
+// whole batches fail.
+func (p BackoffPolicy) RetryDelay(n int, retryAfter time.Duration) time.Duration {
+	return p.Delay(n, retryAfter)
 }
 
 func ptr[T any](v T) *T { return &v }

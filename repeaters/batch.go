@@ -48,13 +48,20 @@ func (p *Processor) ProcessBatch(ctx context.Context, b Batch) (needsUpdate bool
 	if ok, err := p.holdLock(ctx, b); err != nil || !ok {
 		return false, err
 	}
+	used := 0
+	if b.Reserved > 0 {
+		// Before the update releases the lock: the dispatcher refunds the
+		// tokens this batch did not use once it sees the lock gone.
+		defer func() { p.noteUsed(ctx, b, used) }()
+	}
 	r, err := p.Store.GetRepeater(ctx, b.RepeaterID)
 	if err != nil {
 		return true, err
 	}
 	if r.PendingBatch != nil {
 		if *r.PendingBatch == b.Token {
-			return true, nil // recorded before a crash; only the update is missing
+			used = b.Reserved // its sends went out before the crash
+			return true, nil  // recorded before a crash; only the update is missing
 		}
 		if err := p.apply(ctx, r.ID, *r.PendingBatch); err != nil {
 			return true, err
@@ -71,11 +78,19 @@ func (p *Processor) ProcessBatch(ctx context.Context, b Batch) (needsUpdate bool
 		return true, err
 	}
 	outcomes, unsent := p.send(ctx, r, b, recs)
+	used = store.Summarize(outcomes).Attempted
 	if err := p.record(ctx, r, b, outcomes, unsent); err != nil {
 		return true, err
 	}
 	logCancelled(p.Logger, r.Domain, r.ID, recs, outcomes)
 	return true, nil
+}
+
+// noteUsed tells the dispatcher how many of the batch's tokens it used.
+func (p *Processor) noteUsed(ctx context.Context, b Batch, used int) {
+	if err := p.Locker.NoteUsed(context.WithoutCancel(ctx), b.Token, used); err != nil {
+		p.Logger.Warn("note the batch's used rate-limit tokens", "repeater", b.RepeaterID, "err", err)
+	}
 }
 
 // holdLock proves the batch's token holds the repeater's lock. A batch whose
@@ -126,40 +141,22 @@ func (p *Processor) send(ctx context.Context, r *store.Repeater, b Batch, recs [
 	outcomes, unsent := p.sendWaves(sendCtx, r, recs)
 	cancel()
 	wg.Wait()
+	prior := make(map[int64]int, len(recs))
+	for _, rec := range recs {
+		prior[rec.ID] = rec.AttemptCount
+	}
+	now := clockOr(p.Clock).Now()
 	for i := range outcomes {
-		outcomes[i].Owner = b.Owner()
-		observe(outcomes[i])
-	}
-	return outcomes, unsent
-}
-
-// sendWaves sends the first wave (one request per worker) and the rest only
-// if that wave reached the endpoint: when every request of it failed, the
-// endpoint is down and the batch stops, so a dead endpoint costs one wave,
-// not a batch. The records not sent are returned as unsent.
-func (p *Processor) sendWaves(ctx context.Context, r *store.Repeater, recs []store.ReadyRecord) ([]store.Outcome, []int64) {
-	concurrency := p.Policy.Concurrency(r)
-	first := min(len(recs), concurrency)
-	outcomes, unsent := p.Sender.SendBatch(ctx, r, recs[:first], concurrency)
-	rest := recs[first:]
-	if len(unsent) == 0 && reachedEndpoint(outcomes) && len(rest) > 0 {
-		more, moreUnsent := p.Sender.SendBatch(ctx, r, rest, concurrency)
-		return append(outcomes, more...), moreUnsent
-	}
-	for _, rec := range rest {
-		unsent = append(unsent, rec.ID)
-	}
-	return outcomes, unsent
-}
-
-// reachedEndpoint reports whether any outcome is other than a failure.
-func reachedEndpoint(outcomes []store.Outcome) bool {
-	for _, o := range outcomes {
-		if o.State != store.StateFail {
-			return true
+		o := &outcomes[i]
+		o.Owner, o.PriorAttempts = b.Owner(), prior[o.RecordID]
+		if o.State == store.StateFail {
+			// Its own retry: a record the endpoint refuses waits its turn
+			// instead of leading every batch until its tries run out.
+			o.NextCheck = now.Add(p.Policy.RetryDelay(o.PriorAttempts+1, o.RetryAfter))
 		}
+		observe(*o)
 	}
-	return false
+	return outcomes, unsent
 }
 
 func (p *Processor) keep(ctx context.Context, stop context.CancelFunc, b Batch, ids []int64) {
@@ -229,14 +226,20 @@ func (p *Processor) apply(ctx context.Context, repeaterID int64, token string) e
 		d      store.BatchDecision
 		before int
 		rep    *store.Repeater
+		slower bool
 		now    = clockOr(p.Clock).Now()
 	)
 	applied, err := p.Store.ApplyBatch(ctx, repeaterID, token, func(r *store.Repeater, sum store.BatchSummary) store.BatchDecision {
 		d, before, rep = p.Policy.Decide(r, sum, now), r.BackoffCount, r
+		slower = d.PacePerS > 0 && (r.PacePerS == 0 || d.PacePerS < r.PacePerS)
 		return d
 	})
 	if err == nil && applied {
 		logBackoff(p.Logger, rep, before, d, now)
+	}
+	if err == nil && applied && slower {
+		// Too fast: the next request waits one interval at the new pace.
+		err = p.Locker.restartPace(ctx, repeaterID)
 	}
 	if err == nil && applied && p.OnApplied != nil {
 		p.OnApplied(repeaterID, d)

@@ -20,6 +20,10 @@ type Batch struct {
 	Domain     string `json:"domain"`
 	Token      string `json:"token"`
 	Limit      int    `json:"limit"`
+	// Reserved is how many rate-limit tokens the dispatcher took for the
+	// batch; the worker notes how many it used (Locker.NoteUsed) so the rest
+	// are refunded. 0 when nothing limits the repeater.
+	Reserved int `json:"reserved,omitempty"`
 }
 
 // Enqueuer hands a batch to the workers (tasks adapts asynq to it).
@@ -38,8 +42,8 @@ const (
 type DispatcherConfig struct {
 	// BatchSize is the most records one batch sends. Defaults to 50.
 	BatchSize int
-	// DomainMaxInFlight caps one domain's batches in flight. Defaults to
-	// half of TotalConcurrency, so one domain cannot take every worker.
+	// DomainMaxInFlight caps one domain's batches in flight below its share
+	// of the worker pool (domainCap). Defaults to the share alone.
 	DomainMaxInFlight int
 	// TotalConcurrency returns the worker pool's total concurrency. Defaults
 	// to a constant 20 (DefaultTotalConcurrency).
@@ -119,9 +123,9 @@ type Dispatcher struct {
 
 	wake     chan struct{}
 	passes   int
-	limits   *limits
-	inFlight map[int64]string // repeater → domain, for batches this leader enqueued
-	fence    Fence            // this leader's term; zero outside a term (direct RunOnce in tests)
+	limits   *Limits
+	inFlight map[int64]inFlight // batches this leader enqueued, or found locked when its term began
+	fence    Fence              // this leader's term; zero outside a term (direct RunOnce in tests)
 
 	life lifecycle.Base
 }
@@ -133,6 +137,7 @@ func NewDispatcher(cfg DispatcherConfig, st *store.Store, rdb redis.UniversalCli
 		cfg: cfg, store: st, rdb: rdb, locker: locker, enqueue: enq, logger: logger,
 		elector: NewElector(rdb, cfg.LeaseTTL, logger),
 		wake:    make(chan struct{}, 1),
+		limits:  NewLimits(rdb, cfg),
 	}
 }
 
@@ -153,6 +158,9 @@ func (d *Dispatcher) lead(ctx context.Context, fence Fence) {
 	defer leading.Set(0)
 	d.resetLeaderState()
 	d.fence = fence
+	if err := d.adoptHeldLocks(ctx); err != nil && ctx.Err() == nil {
+		d.logger.Warn("dispatcher: count the batches in flight of an earlier term", "err", err)
+	}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); d.listenPostgres(ctx) }()
@@ -168,18 +176,18 @@ func (d *Dispatcher) lead(ctx context.Context, fence Fence) {
 	}
 }
 
-// resetLeaderState starts a leadership term afresh: the buckets and the
-// batches in flight of an earlier term are not this term's to trust.
+// resetLeaderState starts a leadership term afresh: the batches in flight
+// of an earlier term are not this term's to trust (adoptHeldLocks counts
+// them from their locks). The rate-limit buckets live in Redis and carry on.
 func (d *Dispatcher) resetLeaderState() {
-	d.limits = newLimits(d.cfg.DomainRatePerS, d.cfg.DomainBurst, d.cfg.GlobalRatePerS, d.cfg.GlobalBurst)
-	d.inFlight = map[int64]string{}
+	d.inFlight = map[int64]inFlight{}
 }
 
 // RunOnce runs one pass and reports what it did, including how long the
 // dispatcher may sleep. It is exported for tests that drive single steps,
 // and must not run beside a started dispatcher.
 func (d *Dispatcher) RunOnce(ctx context.Context) (PassResult, error) {
-	if d.limits == nil {
+	if d.inFlight == nil {
 		d.resetLeaderState()
 	}
 	began := time.Now() // the metric times the pass in real time, whatever the clock
@@ -210,7 +218,11 @@ func (d *Dispatcher) pass(ctx context.Context, res *PassResult) error {
 	readyRepeaters.Set(float64(len(order)))
 
 	perDomain := d.inFlightPerDomain()
-	domainCap := d.domainCap(ctx)
+	domainCap := d.domainCap(ctx, d.activeDomains(order))
+	due, err := d.dueCounts(ctx, order, start)
+	if err != nil {
+		return err
+	}
 	for _, r := range order {
 		if _, busy := d.inFlight[r.ID]; busy {
 			res.skip(SkipLocked)
@@ -220,13 +232,21 @@ func (d *Dispatcher) pass(ctx context.Context, res *PassResult) error {
 			res.skip(SkipDomainCap)
 			continue
 		}
-		n, retryIn := d.limits.reserve(r, d.cfg.Clock.Now(), d.batchSize(r))
+		n, reserved, retryIn, err := d.reserve(ctx, r, due)
+		if err != nil {
+			return err
+		}
 		if n == 0 {
-			res.skip(SkipRateLimited)
-			res.Wait = min(res.Wait, max(retryIn, time.Millisecond))
+			if retryIn > 0 {
+				res.skip(SkipRateLimited)
+				res.Wait = min(res.Wait, max(retryIn, time.Millisecond))
+			}
 			continue
 		}
-		ok, err := d.dispatch(ctx, r, n, res)
+		ok, err := d.dispatch(ctx, r, n, reserved, res)
+		if !ok && reserved > 0 {
+			d.refund(ctx, readyKey(r), reserved)
+		}
 		if err != nil {
 			return err
 		}
@@ -242,7 +262,7 @@ func (d *Dispatcher) pass(ctx context.Context, res *PassResult) error {
 
 // dispatch locks a repeater and enqueues its batch; ok is false when another
 // holder has the lock. A failed enqueue frees the lock at once.
-func (d *Dispatcher) dispatch(ctx context.Context, r store.ReadyRepeater, n int, res *PassResult) (bool, error) {
+func (d *Dispatcher) dispatch(ctx context.Context, r store.ReadyRepeater, n, reserved int, res *PassResult) (bool, error) {
 	token, ok, err := d.acquire(ctx, r.ID)
 	if err != nil {
 		return false, err
@@ -251,12 +271,12 @@ func (d *Dispatcher) dispatch(ctx context.Context, r store.ReadyRepeater, n int,
 		res.skip(SkipLocked)
 		return false, nil
 	}
-	b := Batch{RepeaterID: r.ID, Domain: r.Domain, Token: token, Limit: n}
+	b := Batch{RepeaterID: r.ID, Domain: r.Domain, Token: token, Limit: n, Reserved: reserved}
 	if err := d.enqueue.EnqueueBatch(ctx, b); err != nil {
 		_, _ = d.locker.Release(context.WithoutCancel(ctx), r.ID, token)
 		return false, err
 	}
-	d.inFlight[r.ID] = r.Domain
+	d.inFlight[r.ID] = inFlight{domain: r.Domain, token: token, reserved: reserved, key: readyKey(r)}
 	res.Batches = append(res.Batches, b)
 	batchesEnqueued.Inc()
 	return true, nil
@@ -271,7 +291,8 @@ func (d *Dispatcher) acquire(ctx context.Context, repeaterID int64) (string, boo
 	return d.locker.AcquireFenced(ctx, repeaterID, d.fence)
 }
 
-// forgetFinished drops batches whose lock is gone (released or lapsed).
+// forgetFinished drops batches whose lock is gone (released or lapsed) and
+// refunds the tokens they reserved but did not use.
 func (d *Dispatcher) forgetFinished(ctx context.Context) error {
 	ids := make([]int64, 0, len(d.inFlight))
 	for id := range d.inFlight {
@@ -281,12 +302,16 @@ func (d *Dispatcher) forgetFinished(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var done []inFlight
 	for i, id := range ids {
 		if !locked[i] {
+			if b := d.inFlight[id]; b.reserved > 0 {
+				done = append(done, b)
+			}
 			delete(d.inFlight, id)
 		}
 	}
-	return nil
+	return d.refundUnused(ctx, done)
 }
 
 // batchSize is the configured size, or a single-record probe for a repeater
@@ -301,19 +326,8 @@ func (d *Dispatcher) batchSize(r store.ReadyRepeater) int {
 
 func (d *Dispatcher) inFlightPerDomain() map[string]int {
 	out := map[string]int{}
-	for _, domain := range d.inFlight {
-		out[domain]++
+	for _, b := range d.inFlight {
+		out[b.domain]++
 	}
 	return out
-}
-
-func (d *Dispatcher) domainCap(ctx context.Context) int {
-	if d.cfg.DomainMaxInFlight > 0 {
-		return d.cfg.DomainMaxInFlight
-	}
-	total := DefaultTotalConcurrency
-	if d.cfg.TotalConcurrency != nil {
-		total = d.cfg.TotalConcurrency(ctx)
-	}
-	return max(1, total/2)
 }

@@ -80,7 +80,8 @@ func TestDispatcherCapsBatchesInFlightPerDomain(t *testing.T) {
 		cfg  DispatcherConfig
 	}{
 		{"configured cap", DispatcherConfig{DomainMaxInFlight: 2}},
-		{"half the worker pool", DispatcherConfig{TotalConcurrency: func(context.Context) int { return 4 }}},
+		// Two domains with work: each may hold a third of a pool of 6.
+		{"a share of the worker pool", DispatcherConfig{TotalConcurrency: func(context.Context) int { return 6 }}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -62,6 +62,10 @@ type Legacy struct {
 	// OnSent is called with each attempt SendRecord recorded, so a test can
 	// wait for it instead of sleeping. It must not block. Defaults to none.
 	OnSent func(store.Outcome)
+	// Limits are the rate limits both paths share: check_repeaters schedules
+	// each send of a rate-limited repeater at the time its tokens allow.
+	// Defaults to none (legacy sends unlimited).
+	Limits *Limits
 }
 
 // LegacyClaim is one record check_repeaters claimed: its send task carries
@@ -69,6 +73,9 @@ type Legacy struct {
 type LegacyClaim struct {
 	RecordID int64
 	Owner    string
+	// NotBefore is when the send may go, under the repeater's rate limits:
+	// its tokens are reserved for then. Zero = at once.
+	NotBefore time.Time
 }
 
 // CheckRepeaters claims due legacy records page by page and hands each claim
@@ -86,9 +93,18 @@ func (l *Legacy) CheckRepeaters(ctx context.Context, enqueue func(ctx context.Co
 		if err != nil {
 			return total, err
 		}
-		for i, id := range ids {
-			if err := enqueue(ctx, LegacyClaim{RecordID: id, Owner: owner}); err != nil {
-				_ = l.Store.ReleaseClaims(context.WithoutCancel(ctx), ids[i:], owner)
+		claims, err := l.schedule(ctx, ids, owner, min(claimFor/2, time.Minute))
+		if err != nil {
+			_ = l.Store.ReleaseClaims(context.WithoutCancel(ctx), ids, owner)
+			return total, err
+		}
+		for i, c := range claims {
+			if err := enqueue(ctx, c); err != nil {
+				rest := make([]int64, 0, len(claims)-i)
+				for _, c := range claims[i:] {
+					rest = append(rest, c.RecordID)
+				}
+				_ = l.Store.ReleaseClaims(context.WithoutCancel(ctx), rest, owner)
 				return total, err
 			}
 			total++
@@ -107,6 +123,9 @@ func (l *Legacy) CheckRepeaters(ctx context.Context, enqueue func(ctx context.Co
 // was recorded) sends nothing.
 func (l *Legacy) SendRecord(ctx context.Context, c LegacyClaim) error {
 	clock := clockOr(l.Clock)
+	if err := waitUntil(ctx, clock, c.NotBefore); err != nil {
+		return err
+	}
 	rec, _, err := l.Store.GetRecord(ctx, c.RecordID)
 	if err != nil || !rec.State.Ready() {
 		if store.ErrorCode(err) == store.ENOTFOUND {

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"sync"
 	"time"
 
 	"repeaterd/store"
@@ -143,31 +142,7 @@ func (s *Sender) Send(ctx context.Context, r *store.Repeater, rec *store.ReadyRe
 // a prefix of recs. A request in flight when ctx ends is aborted and counts
 // as an attempt: the endpoint may have received it.
 func (s *Sender) SendBatch(ctx context.Context, r *store.Repeater, recs []store.ReadyRecord, concurrency int) (outcomes []store.Outcome, unsent []int64) {
-	batch := make(chan struct{}, max(concurrency, 1))
-	outcomes = make([]store.Outcome, len(recs))
-	started := 0
-	var wg sync.WaitGroup
-	for i := range recs {
-		// The batch slot first: holding a process-wide slot while waiting for
-		// our own batch would starve other batches.
-		if !takeSendSlot(ctx, batch) {
-			break
-		}
-		if !takeSendSlot(ctx, s.slots) {
-			<-batch
-			break
-		}
-		started++
-		wg.Go(func() {
-			defer func() { <-s.slots; <-batch }()
-			outcomes[i] = s.send(ctx, r, &recs[i])
-		})
-	}
-	wg.Wait()
-	for _, rec := range recs[started:] {
-		unsent = append(unsent, rec.ID)
-	}
-	return outcomes[:started], unsent
+	return s.sendUntil(ctx, r, recs, concurrency, nil)
 }
 
 // takeSendSlot takes a slot of a semaphore, or reports false once ctx ends.

@@ -215,3 +215,42 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []Outcome, mark *Ba
 	}
 	return changed, nil
 }
+
+// RecordLimit is a claimed record's repeater and the limits it sends under.
+type RecordLimit struct {
+	RecordID      int64
+	RepeaterID    int64
+	Domain        string
+	RateLimitPerS float64
+	RateBurst     int
+}
+
+// ClaimedLimits returns, for each of ids, its repeater's rate limit: what
+// check_repeaters needs to schedule legacy sends under the same limits as
+// batches.
+func (s *Store) ClaimedLimits(ctx context.Context, ids []int64) ([]RecordLimit, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT rr.id, r.id, r.domain, r.rate_limit_per_s, r.rate_burst
+		FROM repeat_records rr JOIN repeaters r ON r.id = rr.repeater_id
+		WHERE rr.id = ANY($1) ORDER BY rr.registered_at, rr.id`, ids)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (RecordLimit, error) {
+		var l RecordLimit
+		return l, row.Scan(&l.RecordID, &l.RepeaterID, &l.Domain, &l.RateLimitPerS, &l.RateBurst)
+	})
+}
+
+// PostponeRecords ends owner's claims on ids, due again at at: records
+// claimed that may not be sent yet.
+func (s *Store) PostponeRecords(ctx context.Context, ids []int64, owner string, at time.Time) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := s.pool.Exec(ctx, `UPDATE repeat_records SET next_check = $3, claim_owner = NULL
+		WHERE id = ANY($1) AND claim_owner = $2 AND `+sqlReady, ids, owner, at)
+	return err
+}

@@ -70,7 +70,12 @@ var KnownFlags = []string{FlagProcessRepeaters}
 // DefaultMaxWorkers is a repeater's concurrency when max_workers is 0.
 const DefaultMaxWorkers = 7
 
-// Repeater is a remote endpoint owned by a domain.
+// Repeater is a remote endpoint owned by a domain. PacePerS, PaceClean and
+// Flowing are learned by update_repeater (repeaters/pacing.go), never set by
+// hand: the request rate the endpoint was found to sustain (0 = not paced),
+// the clean batches in a row while paced, and whether the last batch that
+// reached the endpoint had a success (an all-refused batch next is then "too
+// fast", not "dead").
 type Repeater struct {
 	ID               int64             `gorm:"primaryKey" json:"id"`
 	Domain           string            `json:"domain"`
@@ -91,6 +96,9 @@ type Repeater struct {
 	LastAttemptAt    *time.Time        `json:"last_attempt_at"`
 	BackoffCount     int               `json:"backoff_count"`
 	EffectiveWorkers int               `json:"effective_workers"`
+	PacePerS         float64           `gorm:"column:pace_per_s" json:"pace_per_s"`
+	PaceClean        int               `json:"pace_clean"`
+	Flowing          bool              `json:"flowing"`
 	PendingBatch     *string           `json:"-"`
 	PendingSummary   *BatchSummary     `gorm:"serializer:json" json:"-"`
 	CreatedAt        time.Time         `json:"created_at"`
@@ -189,11 +197,19 @@ type Outcome struct {
 	RetryAfter  time.Duration // the endpoint's Retry-After, 0 if none
 	AttemptedAt time.Time
 	NextCheck   time.Time // when a Fail is due again; zero = now
+	// PriorAttempts is how many times the record had been tried before:
+	// a refusal of a fresh record says more about the endpoint's rate than
+	// one of a record refused before (a poison record).
+	PriorAttempts int
 	// Owner is the claim the attempt was made under. The outcome changes
 	// the record only while that claim still holds; otherwise it is logged
 	// as an attempt and nothing else. "" matches an unclaimed record.
 	Owner string
 }
+
+// Throttled reports whether the endpoint answered 429 or 503: it may be
+// saying "too fast" rather than "broken".
+func (o Outcome) Throttled() bool { return o.StatusCode == 429 || o.StatusCode == 503 }
 
 // BatchSummary counts a batch's outcomes; update_repeater decides the
 // repeater's backoff from it.
@@ -204,6 +220,10 @@ type BatchSummary struct {
 	Failed     int           `json:"failed"`
 	Throttled  int           `json:"throttled"`   // 429 or 503: lowers concurrency
 	RetryAfter time.Duration `json:"retry_after"` // the largest Retry-After seen
+	// ThrottledFirst counts the throttled records that were on their first
+	// attempt: a refusal of fresh records says "too fast", one of retried
+	// records may be a poison record.
+	ThrottledFirst int `json:"throttled_first,omitempty"`
 }
 
 // Summarize counts outcomes into a BatchSummary. Empty records never
@@ -223,8 +243,11 @@ func Summarize(outcomes []Outcome) BatchSummary {
 		default:
 			s.Failed++
 		}
-		if o.StatusCode == 429 || o.StatusCode == 503 {
+		if o.Throttled() {
 			s.Throttled++
+			if o.PriorAttempts == 0 {
+				s.ThrottledFirst++
+			}
 		}
 		s.RetryAfter = max(s.RetryAfter, o.RetryAfter)
 	}

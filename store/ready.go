@@ -15,7 +15,8 @@ type ReadyRepeater struct {
 	MaxWorkers    int
 	RateLimitPerS float64
 	RateBurst     int
-	BackoffCount  int // consecutive failed batches; > 0 means the next batch is a probe
+	BackoffCount  int     // consecutive failed batches; > 0 means the next batch is a probe
+	PacePerS      float64 // the learned pace (requests/s); 0 = not paced
 }
 
 // DomainRepeaters is one domain's ready repeaters, in id order.
@@ -33,7 +34,7 @@ type DomainRepeaters struct {
 // row per repeater and its cost follows the number of repeaters and the ready
 // backlog, never the completed history.
 const readyRepeatersSQL = `
-SELECT r.id, r.domain, r.max_workers, r.rate_limit_per_s, r.rate_burst, r.backoff_count
+SELECT r.id, r.domain, r.max_workers, r.rate_limit_per_s, r.rate_burst, r.backoff_count, r.pace_per_s
 FROM repeaters r
 WHERE NOT r.is_deleted AND NOT r.is_paused AND r.next_attempt_at IS NULL
   AND EXISTS (SELECT 1 FROM repeat_records rr
@@ -41,7 +42,7 @@ WHERE NOT r.is_deleted AND NOT r.is_paused AND r.next_attempt_at IS NULL
   AND COALESCE((SELECT f.enabled FROM domain_flags f
                 WHERE f.domain = r.domain AND f.flag = 'process_repeaters'), $2)
 UNION ALL
-SELECT r.id, r.domain, r.max_workers, r.rate_limit_per_s, r.rate_burst, r.backoff_count
+SELECT r.id, r.domain, r.max_workers, r.rate_limit_per_s, r.rate_burst, r.backoff_count, r.pace_per_s
 FROM repeaters r
 WHERE NOT r.is_deleted AND NOT r.is_paused AND r.next_attempt_at <= $1
   AND EXISTS (SELECT 1 FROM repeat_records rr
@@ -67,7 +68,7 @@ func (s *Store) ReadyRepeaters(ctx context.Context, now time.Time) ([]DomainRepe
 	}
 	ready, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ReadyRepeater, error) {
 		var r ReadyRepeater
-		return r, row.Scan(&r.ID, &r.Domain, &r.MaxWorkers, &r.RateLimitPerS, &r.RateBurst, &r.BackoffCount)
+		return r, row.Scan(&r.ID, &r.Domain, &r.MaxWorkers, &r.RateLimitPerS, &r.RateBurst, &r.BackoffCount, &r.PacePerS)
 	})
 	if err != nil {
 		return nil, err
@@ -81,6 +82,49 @@ func (s *Store) ReadyRepeaters(ctx context.Context, now time.Time) ([]DomainRepe
 		last.Repeaters = append(last.Repeaters, r)
 	}
 	return out, nil
+}
+
+// DueCounts returns, for each of ids, how many of its ready records are due
+// at now, counting at most limit: what a batch of it could send now. The
+// dispatcher asks it only for rate-limited or paced repeaters, so the tokens
+// it reserves are the records that exist. Each count is one bounded range of
+// the partial ready index.
+func (s *Store) DueCounts(ctx context.Context, ids []int64, now time.Time, limit int) (map[int64]int, error) {
+	out := make(map[int64]int, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT r.id, (SELECT count(*) FROM (
+			SELECT 1 FROM repeat_records rr
+			WHERE rr.repeater_id = r.id AND rr.`+sqlReady+` AND rr.next_check <= $2
+			ORDER BY rr.registered_at, rr.id LIMIT $3) due)
+		FROM unnest($1::bigint[]) AS r(id)`, ids, now, limit)
+	return collectByID[int](rows, err)
+}
+
+// collectByID reads rows of (id, value) into a map.
+func collectByID[V any](rows pgx.Rows, err error) (map[int64]V, error) {
+	if err != nil {
+		return nil, err
+	}
+	out := map[int64]V{}
+	var id int64
+	var v V
+	_, err = pgx.ForEachRow(rows, []any{&id, &v}, func() error {
+		out[id] = v
+		return nil
+	})
+	return out, err
+}
+
+// RepeaterDomains returns the domain of each of ids that exists.
+func (s *Store) RepeaterDomains(ctx context.Context, ids []int64) (map[int64]string, error) {
+	out := make(map[int64]string, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT id, domain FROM repeaters WHERE id = ANY($1)`, ids)
+	return collectByID[string](rows, err)
 }
 
 // NextAttemptAfter returns the earliest backoff end after now among active
@@ -100,6 +144,11 @@ type BatchDecision struct {
 	NextAttemptAt    *time.Time // nil = not backed off
 	BackoffCount     int
 	EffectiveWorkers int
+	// The learned pace (pacing.go in repeaters): requests/s (0 = none), clean
+	// batches in a row while paced, and whether this batch had a success.
+	PacePerS  float64
+	PaceClean int
+	Flowing   bool
 }
 
 // ApplyBatch applies decide's verdict to the repeater once per batch token:
@@ -124,6 +173,9 @@ func (s *Store) ApplyBatch(ctx context.Context, repeaterID int64, token string,
 			"next_attempt_at":   d.NextAttemptAt,
 			"backoff_count":     d.BackoffCount,
 			"effective_workers": d.EffectiveWorkers,
+			"pace_per_s":        d.PacePerS,
+			"pace_clean":        d.PaceClean,
+			"flowing":           d.Flowing,
 			"pending_batch":     nil,
 			"pending_summary":   nil,
 			"updated_at":        time.Now(),

@@ -153,7 +153,7 @@ func (r *Repeater) validateBackoffCodes() error {
 // (repeaters.ValidateURL: the sender owns that policy).
 func (s *Store) CreateRepeater(ctx context.Context, r *Repeater) error {
 	r.withDefaults()
-	if err := r.Validate(); err != nil {
+	if err := s.validateRepeater(r); err != nil {
 		return err
 	}
 	row := s.sealed(r) // the secrets are written sealed; r keeps the plaintext
@@ -217,7 +217,7 @@ func (s *Store) ListRepeaters(ctx context.Context, p ListRepeatersParams) ([]Rep
 // backoff state). Deleted repeaters cannot be changed.
 func (s *Store) UpdateRepeater(ctx context.Context, r *Repeater) error {
 	r.withDefaults()
-	if err := r.Validate(); err != nil {
+	if err := s.validateRepeater(r); err != nil {
 		return err
 	}
 	row := s.sealed(r)

@@ -41,6 +41,9 @@ type Options struct {
 	// and opens them on read (secrets.go; REPEATERD_SECRET_KEY). Defaults to
 	// none: values are stored as given.
 	Secrets *Keyring
+	// MaxTimeout is the longest per-request timeout (timeout_ms) a repeater
+	// may be given. Defaults to 120s (DefaultMaxTimeout).
+	MaxTimeout time.Duration
 }
 
 // Open connects to the database at url with the default Options.

@@ -40,6 +40,10 @@ type EngineConfig struct {
 	// (store.ParseKeyring of REPEATERD_SECRET_KEY). Defaults to none: they
 	// are stored in plaintext, which `run` warns about.
 	Secrets *store.Keyring `json:"-"`
+	// MaxTimeout is the longest per-request timeout (timeout_ms) a repeater
+	// may be given: a hung endpoint holds a worker slot that long. Defaults
+	// to 120s.
+	MaxTimeout time.Duration
 	// Clock tells the time wherever backoff, rate or expiry is decided.
 	// Defaults to the system clock.
 	Clock repeaters.Clock `json:"-"`
@@ -104,6 +108,7 @@ func (c EngineConfig) WithDefaults() EngineConfig {
 	c.Legacy.Schedule = c.Legacy.Schedule.WithDefaults()
 	c.Legacy.Claim = cmp.Or(c.Legacy.Claim, repeaters.DefaultLegacyClaim)
 	c.Dispatcher = c.Dispatcher.WithDefaults()
+	c.MaxTimeout = cmp.Or(c.MaxTimeout, store.DefaultMaxTimeout)
 	c.Worker = c.Worker.WithDefaults()
 	c.Scheduler = c.Scheduler.WithDefaults()
 	if c.Clock == nil {
@@ -126,10 +131,14 @@ func (c EngineConfig) validate() error {
 		"lock TTL": c.LockTTL, "legacy claim": c.Legacy.Claim, "check interval": c.Scheduler.CheckInterval,
 		"invariants interval": c.Scheduler.InvariantsInterval, "retention": c.Scheduler.Retention,
 		"drain timeout": c.Worker.DrainTimeout, "invariants startup delay": c.Scheduler.InvariantsStartupDelay,
+		"max timeout": c.MaxTimeout,
 	} {
 		if d < 0 {
 			errs = append(errs, errors.New(name+" must not be negative"))
 		}
+	}
+	if err := c.Dispatcher.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Worker.Concurrency < 0 {
 		errs = append(errs, errors.New("worker concurrency must not be negative"))

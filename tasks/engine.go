@@ -61,7 +61,8 @@ func OpenEngine(ctx context.Context, cfg EngineConfig, logger *slog.Logger) (*En
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.OpenWith(ctx, cfg.DatabaseURL, store.Options{LegacyByDefault: cfg.LegacyByDefault, Secrets: cfg.Secrets})
+	st, err := store.OpenWith(ctx, cfg.DatabaseURL, store.Options{LegacyByDefault: cfg.LegacyByDefault, Secrets: cfg.Secrets,
+		MaxTimeout: cfg.MaxTimeout})
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +77,8 @@ func OpenEngine(ctx context.Context, cfg EngineConfig, logger *slog.Logger) (*En
 	e.Sender = repeaters.NewSender(cfg.Sender)
 	e.Client = NewClient(rdb)
 	e.Processor = &repeaters.Processor{Store: st, Locker: e.Locker, Sender: e.Sender, Policy: cfg.Backoff, Logger: logger, Clock: cfg.Clock}
-	e.Legacy = &repeaters.Legacy{Store: st, Sender: e.Sender, Schedule: cfg.Legacy.Schedule, Claim: cfg.Legacy.Claim, Clock: cfg.Clock}
+	e.Legacy = &repeaters.Legacy{Store: st, Sender: e.Sender, Schedule: cfg.Legacy.Schedule, Claim: cfg.Legacy.Claim, Clock: cfg.Clock,
+		Limits: repeaters.NewLimits(rdb, cfg.Dispatcher)}
 	return e, nil
 }
 

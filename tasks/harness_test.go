@@ -108,7 +108,7 @@ func newHarness(t *testing.T, edit ...func(*tasks.EngineConfig)) *harness {
 	for _, e := range edit {
 		e(&cfg)
 	}
-	eng, err := tasks.OpenEngine(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	eng, err := tasks.OpenEngine(ctx, cfg, slog.New(slog.NewTextHandler(debugOut(), nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,4 +305,11 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	s := append([]time.Duration(nil), ds...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return s[min(len(s)-1, int(p*float64(len(s))))]
+}
+
+func debugOut() io.Writer {
+	if os.Getenv("E2E_DEBUG") != "" {
+		return os.Stderr
+	}
+	return io.Discard
 }

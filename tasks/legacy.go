@@ -22,6 +22,8 @@ const (
 type SendRepeatRecordPayload struct {
 	RecordID int64  `json:"record_id"`
 	Owner    string `json:"owner"`
+	// NotBefore is the time its rate-limit tokens come; zero = at once.
+	NotBefore time.Time `json:"not_before,omitzero"`
 }
 
 // checkTimeout bounds one check_repeaters run.
@@ -38,11 +40,17 @@ func NewCheckRepeatersTask() *asynq.Task {
 // NewSendRepeatRecordTask builds send_repeat_record for one claim. Its ID
 // is the claim's, so one claim is never queued twice, while a record claimed
 // again after its claim lapsed gets a task of its own (the old one, if it
-// still waits, finds its claim gone and sends nothing).
+// still waits, finds its claim gone and sends nothing). A claim with a
+// NotBefore is scheduled for then.
 func NewSendRepeatRecordTask(c repeaters.LegacyClaim) (*asynq.Task, error) {
-	return newJSONTask(TypeSendRepeatRecord, SendRepeatRecordPayload{RecordID: c.RecordID, Owner: c.Owner},
-		asynq.Queue(QueueLegacy), asynq.TaskID(fmt.Sprintf("send:%d:%s", c.RecordID, c.Owner)),
-		asynq.MaxRetry(3), asynq.Timeout(5*time.Minute))
+	opts := []asynq.Option{asynq.Queue(QueueLegacy), asynq.TaskID(fmt.Sprintf("send:%d:%s", c.RecordID, c.Owner)),
+		asynq.MaxRetry(3), asynq.Timeout(5 * time.Minute)}
+	if !c.NotBefore.IsZero() {
+		// asynq schedules by whole seconds: the task may start up to a second
+		// early, and the send waits out the rest (Legacy.SendRecord).
+		opts = append(opts, asynq.ProcessAt(c.NotBefore))
+	}
+	return newJSONTask(TypeSendRepeatRecord, SendRepeatRecordPayload{RecordID: c.RecordID, Owner: c.Owner, NotBefore: c.NotBefore}, opts...)
 }
 
 // LegacyHandlers runs the legacy path's tasks.
@@ -81,5 +89,5 @@ func (h *LegacyHandlers) HandleSendRepeatRecordTask(ctx context.Context, t *asyn
 		// check_repeaters claims the record again.
 		return nil
 	}
-	return h.Legacy.SendRecord(ctx, repeaters.LegacyClaim{RecordID: p.RecordID, Owner: p.Owner})
+	return h.Legacy.SendRecord(ctx, repeaters.LegacyClaim{RecordID: p.RecordID, Owner: p.Owner, NotBefore: p.NotBefore})
 }

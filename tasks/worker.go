@@ -60,6 +60,11 @@ func NewWorker(cfg WorkerConfig, redisOpt asynq.RedisConnOpt, logger *slog.Logge
 		RetryDelayFunc:    RetryDelay,
 		Logger:            asynqLogger{logger},
 		LogLevel:          asynq.WarnLevel,
+
+		// Scheduled tasks (legacy sends held to their rate-limit time, retries)
+		// move to their queue within this; asynq's 5s default would send a
+		// rate-limited legacy schedule in clumps.
+		DelayedTaskCheckInterval: 100 * time.Millisecond,
 	})
 	mux := asynq.NewServeMux()
 	for _, r := range register {

@@ -31,7 +31,7 @@ func newBenchCmd() *cobra.Command {
 		Short: "Run a benchmark scenario (both sides, a table, then one line of JSON)",
 		Long: `Run a benchmark scenario against DATABASE_URL's server and REDIS_URL's server.
 Each scenario creates and drops its own database (repeaterd_bench_<scenario>)
-and flushes a Redis DB index of its own (57-61). Deliveries go to a sink in a
+and flushes a Redis DB index of its own (57-62). Deliveries go to a sink in a
 process of its own (repeaterd bench-sink). The engine runs with the defaults
 of 'repeaterd run' (REPEATERD_* variables apply and are reported as tuning),
 plus REPEATERD_ALLOW_PRIVATE_TARGETS=true since the sink is on loopback.

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"repeaterd/repeaters"
+	"repeaterd/store"
 	"repeaterd/tasks"
 )
 
@@ -27,6 +28,7 @@ func bindEngineFlags(f *pflag.FlagSet, c *tasks.EngineConfig) {
 	f.IntVar(&c.Dispatcher.DomainMaxInFlight, "domain-max-inflight", 0, "batches one domain may have in flight (0 = half the worker pool)")
 	f.Float64Var(&c.Dispatcher.DomainRatePerS, "domain-rate", 0, "records per second per domain (0 = unlimited)")
 	f.Float64Var(&c.Dispatcher.GlobalRatePerS, "global-rate", 0, "records per second in all (0 = unlimited)")
+	f.DurationVar(&c.MaxTimeout, "max-timeout", store.DefaultMaxTimeout, "longest timeout_ms a repeater may be given (a hung endpoint holds a worker slot that long)")
 	f.IntVar(&c.Worker.Concurrency, "worker-concurrency", tasks.DefaultConcurrency, "tasks a worker runs at once")
 	f.DurationVar(&c.Worker.DrainTimeout, "drain-timeout", tasks.DefaultDrainTimeout, "how long shutdown waits for in-flight work, for every role")
 	f.DurationVar(&c.Legacy.Schedule.Min, "legacy-retry-min", repeaters.DefaultLegacyRetryMin, "legacy path: first per-record retry delay (then ×3)")

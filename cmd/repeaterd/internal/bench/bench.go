@@ -99,6 +99,8 @@ func Scenarios() []Scenario {
 		{Name: "memory", About: "peak RSS of `repeaterd run --roles dispatcher,worker,scheduler` draining a backlog",
 			Sizes: "backlog records, e.g. 100k (full)", redisDB: 61, comparesPaths: true,
 			size: sizePreset{100_000, 40_000, "records"}, run: runMemory},
+		{Name: "hostile", About: "poison record, slow tenants, fragile endpoint, exact rate limits: new path vs legacy",
+			Sizes: "full: the fragile endpoint watched 60s; quick: 30s", redisDB: 62, comparesPaths: true, run: runHostile},
 		{Name: "stats", About: "WAL stats consumer: apply throughput, lag at 2,000 changes/s, exact after kill -9",
 			Sizes: "seeded history records, e.g. 1M (full)", size: sizePreset{1_000_000, 200_000, "history_records"},
 			run: runStats},

@@ -127,11 +127,17 @@ type system struct {
 // startSystem starts the dispatcher, worker and scheduler roles in process,
 // as `repeaterd run --roles dispatcher,worker,scheduler` would.
 func (e *env) startSystem(ctx context.Context, processRepeatersDefault bool) (*system, error) {
-	eng, err := tasks.OpenEngine(ctx, e.engineConfig(processRepeatersDefault), e.logger)
+	return e.startSystemWith(ctx, e.engineConfig(processRepeatersDefault), tasks.RoleDispatcher, tasks.RoleWorker, tasks.RoleScheduler)
+}
+
+// startSystemWith starts roles in process on cfg (a scenario's departure
+// from engineConfig, which it reports as tuning).
+func (e *env) startSystemWith(ctx context.Context, cfg tasks.EngineConfig, roles ...string) (*system, error) {
+	eng, err := tasks.OpenEngine(ctx, cfg, e.logger)
 	if err != nil {
 		return nil, err
 	}
-	services, err := eng.Services(ctx, []string{tasks.RoleDispatcher, tasks.RoleWorker, tasks.RoleScheduler}, nil)
+	services, err := eng.Services(ctx, roles, nil)
 	if err == nil {
 		err = lifecycle.StartAll(ctx, services)
 	}
