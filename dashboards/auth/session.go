@@ -141,8 +141,10 @@ func parseSession(v string) (payload string, exp int64, nonce string, mac []byte
 	if err != nil || exp <= 0 || strconv.FormatInt(exp, 10) != parts[1] {
 		return "", 0, "", nil, false
 	}
+	// Decoders skip \r and \n even when strict: only the canonical
+	// encoding of the MAC is a session.
 	mac, err = base64.RawURLEncoding.Strict().DecodeString(parts[3])
-	if err != nil || len(mac) != sha256.Size {
+	if err != nil || len(mac) != sha256.Size || base64.RawURLEncoding.EncodeToString(mac) != parts[3] {
 		return "", 0, "", nil, false
 	}
 	return strings.Join(parts[:3], "."), exp, parts[2], mac, true
