@@ -153,6 +153,18 @@ func (h *harness) spawnWith(c tasks.EngineConfig, roles string, prefix ...string
 	return p
 }
 
+// spawnDispatchers starts two dispatcher subprocesses and returns the one
+// that leads, then the standby.
+func (h *harness) spawnDispatchers() (leader, standby *process) {
+	h.t.Helper()
+	a, b := h.spawn("dispatcher"), h.spawn("dispatcher")
+	h.waitFor("a leader", 10*time.Second, func() bool { return a.isLeading() || b.isLeading() })
+	if b.isLeading() {
+		return b, a
+	}
+	return a, b
+}
+
 type process struct {
 	cmd      *exec.Cmd
 	started  chan struct{}

@@ -169,12 +169,7 @@ func TestRateLimitHoldsInEveryWindow(t *testing.T) {
 		sk := repeatertest.NewServer(t, repeatertest.Config{})
 		rep := h.repeater("d", sk.URL("/limited"), limited)
 		h.start("worker")
-		a, b := h.spawn("dispatcher"), h.spawn("dispatcher")
-		h.waitFor("a leader", 10*time.Second, func() bool { return a.isLeading() || b.isLeading() })
-		leader, standby := a, b
-		if b.isLeading() {
-			leader, standby = b, a
-		}
+		leader, standby := h.spawnDispatchers()
 		h.load(rep, 80)
 		h.waitFor("deliveries under the first leader", 10*time.Second, func() bool { return sk.Count("/limited") >= 20 })
 		leader.kill()

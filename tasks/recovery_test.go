@@ -41,12 +41,7 @@ func TestLeaderFailover(t *testing.T) {
 	sk := repeatertest.NewServer(t, repeatertest.Config{})
 	rep := h.repeater("d", sk.URL("/failover"))
 	h.start("worker")
-	a, b := h.spawn("dispatcher"), h.spawn("dispatcher")
-	h.waitFor("a leader", 10*time.Second, func() bool { return a.isLeading() || b.isLeading() })
-	leader, standby := a, b
-	if b.isLeading() {
-		leader, standby = b, a
-	}
+	leader, standby := h.spawnDispatchers()
 	h.load(rep, 10)
 	h.waitFor("delivered under the first leader", 10*time.Second, func() bool { return sk.Count("/failover") >= 10 })
 	leader.kill()

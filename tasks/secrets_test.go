@@ -1,11 +1,9 @@
 package tasks_test
 
 import (
-	"bytes"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,31 +12,14 @@ import (
 	"repeaterd/repeaters"
 	"repeaterd/repeaters/repeatertest"
 	"repeaterd/store"
+	"repeaterd/store/storetest"
 	"repeaterd/tasks"
 )
-
-// syncBuffer is a log sink safe for the engine's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func TestSigningSecretNeverLeaves(t *testing.T) {
 	const secret = "whsec_c2VjcmV0LXRoYXQtbXVzdC1uZXZlci1sZWFr"
 	h := newHarness(t)
-	var logs syncBuffer
+	var logs storetest.LogBuffer
 	h.eng.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h.eng.Processor.Logger = h.eng.Logger
 	// A hostile endpoint that somehow knows the secret echoes it back.

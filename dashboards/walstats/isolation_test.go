@@ -1,12 +1,10 @@
 package walstats
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -69,7 +67,7 @@ func TestConsumerDegradesAndResumes(t *testing.T) {
 	e := newEnv(t, 1)
 	e.insert(t, e.repeaters[0], store.StatePending, 5)
 	storetest.Exec(t, e.url, `DROP PUBLICATION repeaterd_stats`)
-	var logs syncBuffer
+	var logs storetest.LogBuffer
 	c := e.consumer(t, Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	err := waitDegraded(t, c)
 	if !errors.Is(err, ErrWALUnavailable) || !strings.Contains(err.Error(), "repeaterd migrate") {
@@ -103,22 +101,4 @@ func (e *env) dbName(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return db
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
