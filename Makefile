@@ -54,5 +54,7 @@ check-compose:
 # Every benchmark scenario at sizes that take about 10 minutes in all on a
 # 2-core machine (readiness at 1M and 10M, the others smaller than the issue's);
 # `bin/repeaterd bench SCENARIO` alone runs the issue's sizes. See BENCHMARKS.md.
+# On a Postgres with production durability (a second private instance); the
+# test instance (fsync off) gives throughput's second column.
 bench: build
-	$(WITH_SERVICES); bin/repeaterd bench all --size quick
+	eval "$$($(SERVICES) up --durable)"; bin/repeaterd bench all --size quick

@@ -41,7 +41,7 @@ var everyone = []who{noToken, wrongToken, otherDomain, ownDomain, admin}
 
 // target is what a case acts on, made fresh for it.
 type target struct {
-	repeater, record, token int64
+	repeater, record, token, connection int64
 }
 
 // route is one route of the matrix: its request for a target, and the
@@ -63,6 +63,8 @@ func repeaterPath(suffix string) func(target) string {
 	return func(tg target) string { return fmt.Sprintf("/api/v1/repeaters/%d%s", tg.repeater, suffix) }
 }
 
+func connectionPath(tg target) string { return fmt.Sprintf("/api/v1/connections/%d", tg.connection) }
+
 func recordPath(suffix string) func(target) string {
 	return func(tg target) string { return fmt.Sprintf("/api/v1/records/%d%s", tg.record, suffix) }
 }
@@ -75,6 +77,14 @@ var matrixRoutes = []route{
 	{method: "DELETE", path: repeaterPath(""), ok: 204, other: 404},
 	{method: "POST", path: repeaterPath("/pause"), ok: 200, other: 404},
 	{method: "POST", path: repeaterPath("/resume"), ok: 200, other: 404},
+	{method: "POST", path: repeaterPath("/test"), ok: 200, other: 404},
+	{method: "POST", path: repeaterPath("/retry"), ok: 200, other: 404},
+	{method: "POST", path: repeaterPath("/rotate-secret"), body: fixed(`{}`), ok: 200, other: 404},
+	{method: "GET", path: fixed("/api/v1/connections"), ok: 200, other: 200},
+	{method: "POST", path: fixed("/api/v1/connections"), body: fixed(`{"domain":"acme","auth_type":"bearer","token":"t"}`), ok: 201, other: 404},
+	{method: "GET", path: connectionPath, ok: 200, other: 404},
+	{method: "PATCH", path: connectionPath, body: fixed(`{"name":"renamed"}`), ok: 200, other: 404},
+	{method: "DELETE", path: connectionPath, ok: 204, other: 404},
 	{method: "POST", path: fixed("/api/v1/records"), body: func(tg target) string {
 		return fmt.Sprintf(`{"repeater_id":%d,"payload":{"n":1}}`, tg.repeater)
 	}, ok: 201, other: 404},
@@ -86,6 +96,7 @@ var matrixRoutes = []route{
 	{method: "POST", path: fixed("/api/v1/domains/acme/events"), body: fixed(`{"payload":{"event":"x"}}`), ok: 201, other: 404},
 	{method: "GET", path: fixed("/api/v1/domains/acme/flags"), ok: 200, other: 404},
 	{method: "PUT", path: fixed("/api/v1/domains/acme/flags/process_repeaters"), body: fixed(`{"enabled":false}`), ok: 200, other: 404},
+	{method: "GET", path: fixed("/api/v1/domains"), ok: 200, other: 200},
 	{method: "GET", path: fixed("/api/v1/stats"), ok: 200, other: 200},
 	{method: "GET", path: fixed("/api/v1/stats?domain=acme"), ok: 200, other: 404},
 	{method: "GET", path: fixed("/api/v1/invariants"), ok: 200, other: 403, adminOnly: true},
@@ -187,7 +198,11 @@ func newTarget(t *testing.T, st *store.Store) target {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return target{repeater: rep.ID, record: rec.ID, token: tok.ID}
+	conn := &store.Connection{Domain: "acme", AuthType: store.AuthNone}
+	if err := st.CreateConnection(t.Context(), conn); err != nil {
+		t.Fatal(err)
+	}
+	return target{repeater: rep.ID, record: rec.ID, token: tok.ID, connection: conn.ID}
 }
 
 // fingerprint sums every table a request could write (a token's
@@ -201,6 +216,7 @@ func fingerprint(t *testing.T, st *store.Store) string {
 		`SELECT md5(coalesce(string_agg(rr::text, ',' ORDER BY id), '')) FROM repeat_records rr`,
 		`SELECT md5(coalesce(string_agg(a::text, ',' ORDER BY id), '')) FROM repeat_record_attempts a`,
 		`SELECT md5(coalesce(string_agg(f::text, ',' ORDER BY domain, flag), '')) FROM domain_flags f`,
+		`SELECT md5(coalesce(string_agg(c::text, ',' ORDER BY id), '')) FROM connections c`,
 		`SELECT md5(coalesce(string_agg(id || domain || name || coalesce(revoked_at::text, ''), ',' ORDER BY id), '')) FROM api_tokens`,
 	} {
 		var sum string

@@ -229,6 +229,7 @@ func (w *Web) routes() http.Handler {
 		(*w.metrics.Load()).ServeHTTP(rw, r)
 	})))
 	mux.Handle(MonitorPath+"/", w.protect(true, w.monitorHeaders(w.monitor)))
+	mux.Handle("GET /api/v1/openapi.json", w.api) // public: the API's description, no tenant's data
 	mux.Handle("/api/", w.protect(false, w.api))
 	mux.Handle("/", cmp.Or(w.page, http.NotFoundHandler()))
 	return w.observe(securityHeaders(w.hostGuard(mux)))

@@ -2,7 +2,6 @@ package repeaters
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -38,15 +37,28 @@ const recordTimeout = 30 * time.Second
 // Owner is the claim owner of a batch's records.
 func (b Batch) Owner() string { return "batch:" + b.Token }
 
-// ProcessBatch sends one batch. It reports whether update_repeater must run
-// for this token (false when another batch owns the repeater now). A retry
-// after a crash that already recorded the batch sends nothing and only asks
-// for the update again. An earlier batch whose update never applied (its lock
-// lapsed first) is applied before this one sends, so no outcome is lost and a
+// BatchEnd is what ProcessBatch leaves to do for its token.
+type BatchEnd int
+
+const (
+	// EndDropped: a newer batch holds the repeater; nothing is left to do.
+	EndDropped BatchEnd = iota
+	// EndRelease: nothing is left to apply; release the lock (Release).
+	EndRelease
+	// EndUpdate: a recorded batch waits for its update (UpdateRepeater),
+	// which applies it and releases the lock. Also the answer with an error.
+	EndUpdate
+)
+
+// ProcessBatch sends one batch and records it, applied to its repeater in
+// the same transaction. A retry after a crash that recorded the batch
+// without applying it (as a version before RecordAndApply did) sends
+// nothing and asks for the update. An earlier batch whose update never
+// applied is applied before this one sends, so no outcome is lost and a
 // repeater that should be backed off sends nothing.
-func (p *Processor) ProcessBatch(ctx context.Context, b Batch) (needsUpdate bool, err error) {
+func (p *Processor) ProcessBatch(ctx context.Context, b Batch) (BatchEnd, error) {
 	if ok, err := p.holdLock(ctx, b); err != nil || !ok {
-		return false, err
+		return EndDropped, err
 	}
 	used := 0
 	if b.Reserved > 0 {
@@ -56,34 +68,37 @@ func (p *Processor) ProcessBatch(ctx context.Context, b Batch) (needsUpdate bool
 	}
 	r, err := p.Store.GetRepeater(ctx, b.RepeaterID)
 	if err != nil {
-		return true, err
+		return EndUpdate, err
 	}
 	if r.PendingBatch != nil {
 		if *r.PendingBatch == b.Token {
-			used = b.Reserved // its sends went out before the crash
-			return true, nil  // recorded before a crash; only the update is missing
+			used = b.Reserved     // its sends went out before the crash
+			return EndUpdate, nil // recorded before a crash; only the update is missing
 		}
 		if err := p.apply(ctx, r.ID, *r.PendingBatch); err != nil {
-			return true, err
+			return EndUpdate, err
 		}
 		if r, err = p.Store.GetRepeater(ctx, b.RepeaterID); err != nil {
-			return true, err
+			return EndUpdate, err
 		}
 	}
 	if r.IsDeleted || r.IsPaused || p.backedOff(r) {
-		return true, nil // nothing sent: the update releases the lock
+		return EndRelease, nil // nothing sent
 	}
 	recs, err := p.Store.ClaimReadyRecords(ctx, r.ID, b.Limit, b.Owner(), p.Locker.TTL())
-	if err != nil || len(recs) == 0 {
-		return true, err
+	if err != nil {
+		return EndUpdate, err
+	}
+	if len(recs) == 0 {
+		return EndRelease, nil
 	}
 	outcomes, unsent := p.send(ctx, r, b, recs)
 	used = store.Summarize(outcomes).Attempted
 	if err := p.record(ctx, r, b, outcomes, unsent); err != nil {
-		return true, err
+		return EndUpdate, err
 	}
 	logCancelled(p.Logger, r.Domain, r.ID, recs, outcomes)
-	return true, nil
+	return EndRelease, nil
 }
 
 // noteUsed tells the dispatcher how many of the batch's tokens it used.
@@ -180,30 +195,32 @@ func (p *Processor) keep(ctx context.Context, stop context.CancelFunc, b Batch, 
 	}
 }
 
-// record writes the outcomes and the batch mark in one transaction and
-// frees the claims of records never started.
+// record frees the claims of records never started and writes the
+// outcomes, applied to the repeater (Store.RecordAndApply), in one
+// transaction: two round trips, one commit.
 func (p *Processor) record(ctx context.Context, r *store.Repeater, b Batch, outcomes []store.Outcome, unsent []int64) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
-	if err := p.Store.ReleaseClaims(ctx, unsent, b.Owner()); err != nil {
-		return fmt.Errorf("release unsent claims: %w", err)
-	}
 	if len(outcomes) == 0 {
-		return nil
+		_, err := p.Store.RecordBatch(ctx, store.RecordBatchParams{Unsent: unsent, Owner: b.Owner()})
+		return err
 	}
 	mark := &store.BatchMark{RepeaterID: r.ID, Token: b.Token, Summary: store.Summarize(outcomes)}
-	changed, err := p.Store.RecordOutcomes(ctx, outcomes, mark)
+	v := p.newVerdict()
+	changed, applied, err := p.Store.RecordAndApply(ctx,
+		store.RecordBatchParams{Outcomes: outcomes, Mark: mark, Unsent: unsent, Owner: b.Owner()}, v.decide)
 	if err != nil {
 		return err
 	}
 	countLate(len(outcomes) - changed)
-	// A fresh TTL for the wait until update_repeater runs; if that wait is
-	// longer still, the next batch applies this one first (ProcessBatch).
-	if _, err := p.Locker.Extend(ctx, b.RepeaterID, b.Token); err != nil {
-		p.Logger.Warn("extend the lock after recording", "repeater", b.RepeaterID, "err", err)
-	}
 	if p.OnRecorded != nil {
 		p.OnRecorded(b, mark.Summary)
+	}
+	if applied {
+		// The batch is stored and applied: a failure here must not send it again.
+		if err := v.stored(ctx, r.ID); err != nil {
+			p.Logger.Warn("after applying the batch", "repeater", r.ID, "err", err)
+		}
 	}
 	return nil
 }
@@ -215,6 +232,12 @@ func (p *Processor) UpdateRepeater(ctx context.Context, repeaterID int64, token 
 	if err := p.apply(ctx, repeaterID, token); err != nil {
 		return err
 	}
+	return p.Release(ctx, repeaterID, token)
+}
+
+// Release releases the repeater's lock if token still holds it, which wakes
+// the dispatcher.
+func (p *Processor) Release(ctx context.Context, repeaterID int64, token string) error {
 	_, err := p.Locker.Release(ctx, repeaterID, token)
 	return err
 }
@@ -222,29 +245,49 @@ func (p *Processor) UpdateRepeater(ctx context.Context, repeaterID int64, token 
 // apply applies the batch recorded under token, if it is still the
 // repeater's pending batch.
 func (p *Processor) apply(ctx context.Context, repeaterID int64, token string) error {
-	var (
-		d      store.BatchDecision
-		before int
-		rep    *store.Repeater
-		slower bool
-		now    = clockOr(p.Clock).Now()
-	)
-	applied, err := p.Store.ApplyBatch(ctx, repeaterID, token, func(r *store.Repeater, sum store.BatchSummary) store.BatchDecision {
-		d, before, rep = p.Policy.Decide(r, sum, now), r.BackoffCount, r
-		slower = d.PacePerS > 0 && (r.PacePerS == 0 || d.PacePerS < r.PacePerS)
-		return d
-	})
-	if err == nil && applied {
-		logBackoff(p.Logger, rep, before, d, now)
+	v := p.newVerdict()
+	applied, err := p.Store.ApplyBatch(ctx, repeaterID, token, v.decide)
+	if err != nil || !applied {
+		return err
 	}
-	if err == nil && applied && slower {
-		// Too fast: the next request waits one interval at the new pace.
-		err = p.Locker.restartPace(ctx, repeaterID)
+	return v.stored(ctx, repeaterID)
+}
+
+// verdict is one batch's decision on its repeater: decide makes it (as
+// the store applies it), stored does what follows once it is committed.
+type verdict struct {
+	p      *Processor
+	now    time.Time
+	d      store.BatchDecision
+	before int
+	rep    *store.Repeater
+	slower bool
+}
+
+func (p *Processor) newVerdict() *verdict { return &verdict{p: p} }
+
+// decide runs with the repeater's row locked, the outcomes written: a
+// backoff window starts then.
+func (v *verdict) decide(r *store.Repeater, sum store.BatchSummary) store.BatchDecision {
+	v.now = clockOr(v.p.Clock).Now()
+	v.d, v.before, v.rep = v.p.Policy.Decide(r, sum, v.now), r.BackoffCount, r
+	v.slower = v.d.PacePerS > 0 && (r.PacePerS == 0 || v.d.PacePerS < r.PacePerS)
+	return v.d
+}
+
+// stored logs the decision, restarts the pace when it slowed (the next
+// request waits one interval at the new pace) and reports it.
+func (v *verdict) stored(ctx context.Context, repeaterID int64) error {
+	logBackoff(v.p.Logger, v.rep, v.before, v.d, v.now)
+	if v.slower {
+		if err := v.p.Locker.restartPace(ctx, repeaterID); err != nil {
+			return err
+		}
 	}
-	if err == nil && applied && p.OnApplied != nil {
-		p.OnApplied(repeaterID, d)
+	if v.p.OnApplied != nil {
+		v.p.OnApplied(repeaterID, v.d)
 	}
-	return err
+	return nil
 }
 
 // countLate counts attempts whose claim was lost before they were recorded.

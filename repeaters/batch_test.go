@@ -62,11 +62,15 @@ func TestProcessorSendsABatchAndRecordsItsOutcomes(t *testing.T) {
 			t.Errorf("record %d: %s, want %s", i, rec.State, want)
 		}
 	}
-	if got := e.getRepeater(t, r.ID); got.PendingBatch == nil || *got.PendingBatch != b.Token {
-		t.Fatalf("pending batch %v, want the batch's token: update_repeater applies it once", got.PendingBatch)
+	// Applied with its outcomes, in one transaction: nothing is left pending.
+	if d := awaitSignal(t, ev.applied, "the batch applied"); d.BackoffCount != 0 || d.NextAttemptAt != nil {
+		t.Fatalf("a clean batch decided %+v", d)
+	}
+	if got := e.getRepeater(t, r.ID); got.PendingBatch != nil || got.LastAttemptAt == nil {
+		t.Fatalf("pending batch %v, last attempt %v: want the batch applied as it was recorded", got.PendingBatch, got.LastAttemptAt)
 	}
 	if !e.holds(t, r.ID, b.Token) {
-		t.Fatal("the batch gave up its lock before update_repeater ran")
+		t.Fatal("the batch gave up its lock before its task released it")
 	}
 }
 
@@ -153,16 +157,16 @@ func TestProcessorStaleTokenAppliesNothing(t *testing.T) {
 	current := e.lockedBatch(t, r, 10)
 	stale := current
 	stale.Token = "lapsed"
-	if needsUpdate, err := p.ProcessBatch(ctx, stale); err != nil || needsUpdate {
-		t.Fatalf("stale batch: needsUpdate=%v err=%v; want nothing to do", needsUpdate, err)
+	if end, err := p.ProcessBatch(ctx, stale); err != nil || end != EndDropped {
+		t.Fatalf("stale batch: end=%v err=%v; want nothing to do", end, err)
 	}
 	if n := len(rc.received()); n != 0 {
 		t.Fatalf("a batch without the lock sent %d requests", n)
 	}
 
-	// An update with a stale token leaves the recorded batch and the lock alone.
-	processBatch(t, p, current)
-	awaitSignal(t, ev.recorded, "the current batch recorded")
+	// A batch recorded but not applied, as a version before RecordAndApply
+	// left one: an update with a stale token leaves it and the lock alone.
+	markPending(t, e, r.ID, current.Token, store.BatchSummary{Attempted: 3, Failed: 3})
 	if err := p.UpdateRepeater(ctx, r.ID, stale.Token); err != nil {
 		t.Fatal(err)
 	}
@@ -188,10 +192,19 @@ func TestProcessorStaleTokenAppliesNothing(t *testing.T) {
 	}
 }
 
+// markPending leaves a batch recorded under token but not applied.
+func markPending(t *testing.T, e *engineEnv, repeaterID int64, token string, sum store.BatchSummary) {
+	t.Helper()
+	if _, err := e.st.Pool().Exec(context.Background(), `UPDATE repeaters SET pending_batch = $2, pending_summary = $3,
+		last_attempt_at = now() WHERE id = $1`, repeaterID, token, sum); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func processBatch(t *testing.T, p *Processor, b Batch) {
 	t.Helper()
-	needsUpdate, err := p.ProcessBatch(context.Background(), b)
-	if err != nil || !needsUpdate {
-		t.Fatalf("process batch: needsUpdate=%v err=%v; want an update to follow", needsUpdate, err)
+	end, err := p.ProcessBatch(context.Background(), b)
+	if err != nil || end != EndRelease {
+		t.Fatalf("process batch: end=%v err=%v; want it recorded and applied, only the lock left to release", end, err)
 	}
 }

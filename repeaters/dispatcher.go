@@ -121,11 +121,12 @@ type Dispatcher struct {
 	elector *Elector
 	logger  *slog.Logger
 
-	wake     chan struct{}
-	passes   int
-	limits   *Limits
-	inFlight map[int64]inFlight // batches this leader enqueued, or found locked when its term began
-	fence    Fence              // this leader's term; zero outside a term (direct RunOnce in tests)
+	wake      chan struct{}
+	passes    int
+	limits    *Limits
+	inFlight  map[int64]inFlight // batches this leader enqueued, or found locked when its term began
+	fence     Fence              // this leader's term; zero outside a term (direct RunOnce in tests)
+	lastPrune time.Time          // when pruneIdle last ran (real time)
 
 	life lifecycle.Base
 }
@@ -216,6 +217,7 @@ func (d *Dispatcher) pass(ctx context.Context, res *PassResult) error {
 	d.passes++
 	res.Ready = len(order)
 	readyRepeaters.Set(float64(len(order)))
+	d.pruneIdle(ctx)
 
 	perDomain := d.inFlightPerDomain()
 	domainCap := d.domainCap(ctx, d.activeDomains(order))

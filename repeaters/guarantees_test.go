@@ -208,9 +208,9 @@ func TestBatchPastItsLockRunsOrIsDroppedLoudly(t *testing.T) {
 		t.Fatal(err)
 	}
 	successor := e.lock(t, r.ID)
-	needsUpdate, err := p.ProcessBatch(ctx, stale)
-	if err != nil || needsUpdate {
-		t.Fatalf("superseded batch: needsUpdate=%v err=%v", needsUpdate, err)
+	end, err := p.ProcessBatch(ctx, stale)
+	if err != nil || end != EndDropped {
+		t.Fatalf("superseded batch: end=%v err=%v", end, err)
 	}
 	if len(rc.received()) != 1 || !e.holds(t, r.ID, successor) {
 		t.Fatalf("a superseded batch sent (%d requests) or took the successor's lock", len(rc.received()))

@@ -38,12 +38,13 @@ const minQueryRedactLen = 8
 // credentials, whose values are cut out however short.
 var credentialName = regexp.MustCompile(`(?i)token|key|secret|sig|pass|auth|cred|session|jwt`)
 
-// redactCredentials cuts every credential of r's request out of msg.
-func redactCredentials(msg string, r *store.Repeater) string {
+// redactCredentials cuts every credential of r's request out of msg, and
+// the extra ones (OAuth2 tokens sent).
+func redactCredentials(msg string, r *store.Repeater, extra ...string) string {
 	if msg == "" {
 		return msg
 	}
-	secrets := requestCredentials(r)
+	secrets := requestCredentials(r, extra...)
 	// Longest first: a secret that contains another is cut whole.
 	slices.SortFunc(secrets, func(a, b string) int { return cmp.Compare(len(b), len(a)) })
 	for _, s := range secrets {
@@ -53,8 +54,8 @@ func redactCredentials(msg string, r *store.Repeater) string {
 }
 
 // requestCredentials lists what redactCredentials cuts, in every form.
-func requestCredentials(r *store.Repeater) []string {
-	var raw []string
+func requestCredentials(r *store.Repeater, extra ...string) []string {
+	raw := append(connectionCredentials(r), extra...)
 	if r.SigningSecret != "" {
 		raw = append(raw, r.SigningSecret)
 		if key, ok := strings.CutPrefix(r.SigningSecret, webhookSecretPrefix); ok {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"repeaterd/store"
@@ -56,6 +57,10 @@ type SenderConfig struct {
 	// Clock stamps attempts and webhook timestamps and reads Retry-After
 	// dates. Defaults to the system clock.
 	Clock Clock
+	// EgressProxy is an HTTP proxy URL every request leaves through
+	// (REPEATERD_EGRESS_PROXY, proxy.go); the SSRF policy still applies to
+	// the destination. Defaults to none.
+	EgressProxy string
 }
 
 // WithDefaults returns c with unset or non-positive fields set to defaults.
@@ -79,6 +84,11 @@ type Sender struct {
 	transport *http.Transport
 	client    *http.Client
 	slots     chan struct{} // one per request in flight, process-wide
+	proxyErr  error         // an unusable EgressProxy: every send fails saying so
+
+	tokens     *tokenCache // OAuth2 access tokens by connection (oauth.go)
+	tlsMu      sync.Mutex
+	tlsClients map[int64]tlsClient // clients of connections with their own TLS (proxy.go)
 }
 
 // NewSender returns a Sender configured by cfg (see SenderConfig.WithDefaults).
@@ -89,7 +99,7 @@ func NewSender(cfg SenderConfig) *Sender {
 		dialer.Control = guardDial
 	}
 	transport := &http.Transport{
-		Proxy:                 nil, // a proxy would connect on our behalf, past the dial guard
+		Proxy:                 nil, // only EgressProxy, which judges destinations itself (proxy.go)
 		DialContext:           dialer.DialContext,
 		ForceAttemptHTTP2:     true, // a custom DialContext turns HTTP/2 off otherwise
 		MaxIdleConns:          cfg.MaxInFlight,
@@ -101,6 +111,12 @@ func NewSender(cfg SenderConfig) *Sender {
 		// could hold that much per request in flight.
 		MaxResponseHeaderBytes: MaxResponseHeaderBytes,
 	}
+	proxy, proxyErr := ParseEgressProxy(cfg.EgressProxy)
+	if proxy != nil {
+		// The guard judges the destination before the request instead: the
+		// only address dialled is the proxy's.
+		routeThroughProxy(transport, &net.Dialer{Timeout: senderDialTimeout, KeepAlive: 30 * time.Second}, proxy, cfg.AllowPrivateTargets)
+	}
 	client := &http.Client{
 		Transport: transport,
 		// A redirect is the endpoint's answer, not a new destination: following
@@ -108,15 +124,26 @@ func NewSender(cfg SenderConfig) *Sender {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	return &Sender{
-		cfg:       cfg,
-		transport: transport,
-		client:    client,
-		slots:     make(chan struct{}, cfg.MaxInFlight),
+		cfg:        cfg,
+		transport:  transport,
+		client:     client,
+		slots:      make(chan struct{}, cfg.MaxInFlight),
+		proxyErr:   proxyErr,
+		tokens:     newTokenCache(),
+		tlsClients: map[int64]tlsClient{},
 	}
 }
 
-// Close closes idle connections. The Sender stays usable.
-func (s *Sender) Close() { s.transport.CloseIdleConnections() }
+// Close closes idle connections (of connections' own TLS clients too). The
+// Sender stays usable.
+func (s *Sender) Close() {
+	s.transport.CloseIdleConnections()
+	s.tlsMu.Lock()
+	defer s.tlsMu.Unlock()
+	for _, tc := range s.tlsClients {
+		tc.transport.CloseIdleConnections()
+	}
+}
 
 // Send delivers one record and classifies the result; every failure is an
 // Outcome, never an error. It waits for a process-wide slot first; if ctx
@@ -165,22 +192,62 @@ func (s *Sender) send(ctx context.Context, r *store.Repeater, rec *store.ReadyRe
 		// Nothing to send: done without bothering the endpoint.
 		return store.Outcome{RecordID: rec.ID, State: store.StateEmpty, Message: "empty payload: nothing to send", AttemptedAt: s.cfg.Clock.Now()}
 	}
+	out := s.deliver(ctx, r, message{id: WebhookID(rec.ID), body: rec.Body, contentType: rec.ContentType})
+	out.RecordID = rec.ID
+	return out
+}
+
+// message is what one request carries.
+type message struct {
+	id          string // webhook-id
+	body        []byte
+	contentType string
+}
+
+// deliver makes one attempt at sending m to r and classifies it.
+func (s *Sender) deliver(ctx context.Context, r *store.Repeater, m message) store.Outcome {
 	at, began := s.cfg.Clock.Now(), time.Now()
-	out := store.Outcome{RecordID: rec.ID, State: store.StateFail, AttemptedAt: at}
+	out := store.Outcome{State: store.StateFail, AttemptedAt: at}
 	timeout := senderTimeout(r)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := s.newRequest(ctx, r, rec, at)
-	if err != nil {
-		out.Message = "not sent: " + err.Error()
-	} else if resp, err := s.client.Do(req); err != nil {
-		out.Message = describeSendError(err, timeout)
-	} else {
-		s.readResponse(&out, r, resp)
-	}
-	out.Message = clipAttemptMessage(redactCredentials(out.Message, r))
+	tokens := s.exchange(ctx, r, m, at, &out, timeout)
+	out.Message = clipAttemptMessage(redactCredentials(out.Message, r, tokens...))
 	out.Duration = time.Since(began)
 	return out
+}
+
+// exchange sends m and reads the answer into out. An endpoint that answers
+// 401 to an OAuth2 token gets the request once more with a fresh token
+// before the attempt counts. It returns the tokens sent, for redaction.
+func (s *Sender) exchange(ctx context.Context, r *store.Repeater, m message, at time.Time, out *store.Outcome, timeout time.Duration) (tokens []string) {
+	client, err := s.clientFor(r.Connection)
+	if err != nil {
+		out.Message = "not sent: " + err.Error()
+		return nil
+	}
+	for try := 0; ; try++ {
+		req, token, err := s.newRequest(ctx, r, m, at)
+		tokens = append(tokens, token)
+		if err != nil {
+			out.Message = "not sent: " + err.Error()
+			return tokens
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			out.Message = describeSendError(err, timeout)
+			return tokens
+		}
+		if resp.StatusCode == http.StatusUnauthorized && try == 0 && usesOAuth2(r) {
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, MaxResponseBytes))
+			resp.Body.Close()
+			s.tokens.invalidate(r.Connection, token)
+			continue
+		}
+		s.readResponse(out, r, resp)
+		credentialsRefused(out, r)
+		return tokens
+	}
 }
 
 // senderTimeout is the repeater's per-request timeout, default when unset.
@@ -191,31 +258,36 @@ func senderTimeout(r *store.Repeater) time.Duration {
 	return DefaultRequestTimeout
 }
 
-func (s *Sender) newRequest(ctx context.Context, r *store.Repeater, rec *store.ReadyRecord, at time.Time) (*http.Request, error) {
+// newRequest builds m's request to r, and returns the OAuth2 token it
+// carries ("" when none).
+func (s *Sender) newRequest(ctx context.Context, r *store.Repeater, m message, at time.Time) (*http.Request, string, error) {
+	if s.proxyErr != nil {
+		return nil, "", s.proxyErr
+	}
 	if _, err := parseTargetURL(r.URL); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	method := cmp.Or(r.RequestMethod, http.MethodPost) // net/http would default to GET
-	req, err := http.NewRequestWithContext(ctx, method, r.URL, bytes.NewReader(rec.Body))
+	req, err := http.NewRequestWithContext(ctx, method, r.URL, bytes.NewReader(m.body))
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	for k, v := range r.Headers {
 		if !IsReservedHeader(k) {
 			req.Header.Set(k, v)
 		}
 	}
-	id := WebhookID(rec.ID)
-	req.Header.Set(HeaderWebhookID, id)
+	req.Header.Set(HeaderWebhookID, m.id)
 	req.Header.Set(HeaderWebhookTimestamp, strconv.FormatInt(at.Unix(), 10))
-	if r.HasSecret() {
-		req.Header.Set(HeaderWebhookSignature, Sign(r.SigningSecret, id, at, rec.Body))
+	if sig := signatureHeader(r, m.id, at, m.body); sig != "" {
+		req.Header.Set(HeaderWebhookSignature, sig)
 	}
 	req.Header.Set("User-Agent", "repeaterd/"+s.cfg.Version)
-	if rec.ContentType != "" {
-		req.Header.Set("Content-Type", rec.ContentType)
+	if m.contentType != "" {
+		req.Header.Set("Content-Type", m.contentType)
 	}
-	return req, nil
+	token, err := s.applyAuth(ctx, r.Connection, req)
+	return req, token, err
 }
 
 // readResponse classifies resp and keeps an excerpt of its body. At most

@@ -16,47 +16,57 @@ import (
 
 // sendUntil is SendBatch that stops starting requests once stop, called
 // with each outcome as it arrives, returns true. The requests in flight then
-// finish; the records not started are unsent.
+// finish; the records not started are unsent. Records start in order, so
+// the started ones are a prefix of recs. One goroutine per allowed request
+// in flight takes the records in turn: a goroutine per request would grow a
+// fresh stack for every one (net/http's calls run deep).
 func (s *Sender) sendUntil(ctx context.Context, r *store.Repeater, recs []store.ReadyRecord, concurrency int,
 	stop func(store.Outcome) bool) (outcomes []store.Outcome, unsent []int64) {
-	batch := make(chan struct{}, max(concurrency, 1))
 	outcomes = make([]store.Outcome, len(recs))
-	started := 0
 	var (
 		wg      sync.WaitGroup
 		mu      sync.Mutex
+		next    int // the next record to start
 		stopped bool
 	)
-	for i := range recs {
-		// The batch slot first: holding a process-wide slot while waiting for
-		// our own batch would starve other batches.
-		if !takeSendSlot(ctx, batch) {
-			break
+	// take returns the next record to start, holding a process-wide slot
+	// for it, or false when none is left, the batch stopped or ctx ended.
+	take := func() (int, bool) {
+		if !takeSendSlot(ctx, s.slots) {
+			return 0, false
 		}
 		mu.Lock()
-		halt := stopped
-		mu.Unlock()
-		if halt || !takeSendSlot(ctx, s.slots) {
-			<-batch
-			break
+		defer mu.Unlock()
+		if stopped || next == len(recs) || ctx.Err() != nil {
+			<-s.slots
+			return 0, false
 		}
-		started++
+		next++
+		return next - 1, true
+	}
+	for range min(max(concurrency, 1), len(recs)) {
 		wg.Go(func() {
-			defer func() { <-s.slots; <-batch }()
-			out := s.send(ctx, r, &recs[i])
-			outcomes[i] = out
-			if stop != nil {
-				mu.Lock()
-				stopped = stopped || stop(out)
-				mu.Unlock()
+			for {
+				i, ok := take()
+				if !ok {
+					return
+				}
+				out := s.send(ctx, r, &recs[i])
+				<-s.slots
+				outcomes[i] = out
+				if stop != nil {
+					mu.Lock()
+					stopped = stopped || stop(out)
+					mu.Unlock()
+				}
 			}
 		})
 	}
 	wg.Wait()
-	for _, rec := range recs[started:] {
+	for _, rec := range recs[next:] {
 		unsent = append(unsent, rec.ID)
 	}
-	return outcomes[:started], unsent
+	return outcomes[:next], unsent
 }
 
 // sendGate follows a batch's outcomes as they arrive and says when to stop.
@@ -102,7 +112,10 @@ func (p *Processor) sendWaves(ctx context.Context, r *store.Repeater, recs []sto
 	concurrency := p.Policy.Concurrency(r)
 	gate := &sendGate{window: concurrency}
 	first := min(len(recs), concurrency)
-	outcomes, unsent := p.Sender.sendUntil(ctx, r, recs[:first], concurrency, gate.stop)
+	// The first wave goes out whole: its requests start together, so which
+	// of them a fast refusal would cut off is only scheduling luck.
+	observe := func(o store.Outcome) bool { gate.stop(o); return false }
+	outcomes, unsent := p.Sender.sendUntil(ctx, r, recs[:first], concurrency, observe)
 	rest := recs[first:]
 	if len(unsent) == 0 && reachedEndpoint(outcomes) && !gate.halted() && len(rest) > 0 {
 		more, moreUnsent := p.Sender.sendUntil(ctx, r, rest, concurrency, gate.stop)

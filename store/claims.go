@@ -38,39 +38,49 @@ func collectReady(rows pgx.Rows) ([]ReadyRecord, error) {
 	})
 }
 
+// sqlClaimReady claims up to $2 due ready records of repeater $1 for $4
+// until now+$3, oldest first, with their payloads. Records with a request
+// waiting are left to sqlSettleRequests, which runs first.
+const sqlClaimReady = `WITH picked AS (
+		SELECT id FROM repeat_records
+		WHERE repeater_id = $1 AND ` + sqlReady + ` AND next_check <= now()
+		ORDER BY registered_at, id
+		LIMIT $2
+		FOR UPDATE SKIP LOCKED
+	), claimed AS (
+		UPDATE repeat_records r SET next_check = now() + $3::interval, claim_owner = $4
+		FROM picked WHERE r.id = picked.id
+		RETURNING r.*
+	)
+	SELECT ` + readyRecordColumns + `
+	FROM claimed c JOIN payloads p ON p.id = c.payload_id
+	ORDER BY c.registered_at, c.id`
+
 // ClaimReadyRecords claims for owner up to limit due ready records of a
 // repeater, oldest first, with their payloads, until now+claimFor. Records
-// with an operator's request waiting are settled first, not claimed.
+// with an operator's request waiting are settled first, not claimed. Both
+// statements go in one round trip and one (implicit) transaction.
 func (s *Store) ClaimReadyRecords(ctx context.Context, repeaterID int64, limit int, owner string, claimFor time.Duration) ([]ReadyRecord, error) {
 	if owner == "" {
 		return nil, Errorf(EINVALID, "a claim needs an owner")
 	}
-	var out []ReadyRecord
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, sqlSettleRequests, repeaterID); err != nil {
-			return err
-		}
-		rows, err := tx.Query(ctx, `WITH picked AS (
-				SELECT id FROM repeat_records
-				WHERE repeater_id = $1 AND `+sqlReady+` AND next_check <= now()
-				ORDER BY registered_at, id
-				LIMIT $2
-				FOR UPDATE SKIP LOCKED
-			), claimed AS (
-				UPDATE repeat_records r SET next_check = now() + $3::interval, claim_owner = $4
-				FROM picked WHERE r.id = picked.id
-				RETURNING r.*
-			)
-			SELECT `+readyRecordColumns+`
-			FROM claimed c JOIN payloads p ON p.id = c.payload_id
-			ORDER BY c.registered_at, c.id`, repeaterID, limit, claimFor, owner)
-		if err != nil {
-			return err
-		}
-		out, err = collectReady(rows)
-		return err
-	})
-	return out, err
+	b := &pgx.Batch{}
+	b.Queue(sqlSettleRequests, repeaterID)
+	b.Queue(sqlClaimReady, repeaterID, limit, claimFor, owner)
+	br := s.pool.SendBatch(ctx, b)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return nil, err
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, err
+	}
+	out, err := collectReady(rows)
+	if err != nil {
+		return nil, err
+	}
+	return out, br.Close()
 }
 
 // ClaimRecord turns the legacy path's queued claim (owner, taken by
@@ -105,16 +115,19 @@ func (s *Store) ExtendClaims(ctx context.Context, ids []int64, owner string, cla
 	return err
 }
 
+// sqlReleaseClaims ends owner $2's claims on records $1 it did not send.
+const sqlReleaseClaims = `UPDATE repeat_records SET
+		state = CASE WHEN requested_state = ` + sqlStateCancelled + ` THEN ` + sqlStateCancelled + ` ELSE state END,
+		claim_owner = NULL, requested_state = NULL, next_check = now()
+	WHERE id = ANY($1) AND claim_owner = $2 AND ` + sqlReady
+
 // ReleaseClaims ends owner's claims on records it did not send: they are due
 // again at once, and a waiting cancel takes effect.
 func (s *Store) ReleaseClaims(ctx context.Context, ids []int64, owner string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	_, err := s.pool.Exec(ctx, `UPDATE repeat_records SET
-			state = CASE WHEN requested_state = `+sqlStateCancelled+` THEN `+sqlStateCancelled+` ELSE state END,
-			claim_owner = NULL, requested_state = NULL, next_check = now()
-		WHERE id = ANY($1) AND claim_owner = $2 AND `+sqlReady, ids, owner)
+	_, err := s.pool.Exec(ctx, sqlReleaseClaims, ids, owner)
 	return err
 }
 
@@ -169,11 +182,81 @@ const sqlRecordOutcomes = `WITH o AS (
 	)
 	SELECT count(*) FILTER (WHERE holds) FROM changed`
 
+// sqlMarkBatch writes a batch's mark. A batch never overwrites another
+// batch's unapplied mark: the worker applies a stale one before it sends
+// (Processor.ProcessBatch).
+const sqlMarkBatch = `UPDATE repeaters SET pending_batch = $2, pending_summary = $3, last_attempt_at = now()
+	WHERE id = $1 AND (pending_batch IS NULL OR pending_batch = $2)`
+
 // RecordOutcomes writes every attempt of a batch, and the state changes its
 // claims still allow, in one transaction, with the batch mark when given.
 // A Fail's next_check is its outcome's NextCheck (a retry's due time) or
 // now. It returns how many records changed state.
 func (s *Store) RecordOutcomes(ctx context.Context, outcomes []Outcome, mark *BatchMark) (int, error) {
+	return s.RecordBatch(ctx, RecordBatchParams{Outcomes: outcomes, Mark: mark})
+}
+
+// RecordBatchParams is what a batch writes when it ends.
+type RecordBatchParams struct {
+	Outcomes []Outcome
+	// Mark, when set, is written with the outcomes.
+	Mark *BatchMark
+	// Unsent are records claimed by Owner and never sent: released first.
+	Unsent []int64
+	Owner  string
+}
+
+// RecordBatch releases a batch's unsent claims and writes its outcomes and
+// mark, as ReleaseClaims and RecordOutcomes would, in one round trip and one
+// transaction (one commit, so one WAL flush, per batch). It returns how many
+// records changed state. A mark waits for ApplyBatch; the engine records a
+// batch that sent something with RecordAndApply instead, which applies it in
+// the same transaction.
+func (s *Store) RecordBatch(ctx context.Context, p RecordBatchParams) (int, error) {
+	b := &pgx.Batch{}
+	if len(p.Unsent) > 0 {
+		b.Queue(sqlReleaseClaims, p.Unsent, p.Owner)
+	}
+	if len(p.Outcomes) > 0 {
+		args, err := outcomeArgs(p.Outcomes)
+		if err != nil {
+			return 0, err
+		}
+		b.Queue(sqlRecordOutcomes, args...)
+		if p.Mark != nil {
+			b.Queue(sqlMarkBatch, p.Mark.RepeaterID, p.Mark.Token, p.Mark.Summary)
+		}
+	}
+	if b.Len() == 0 {
+		return 0, nil
+	}
+	// The statements of one batch run in one implicit transaction: a
+	// failure of one undoes the others.
+	var changed int
+	err := func() error {
+		br := s.pool.SendBatch(ctx, b)
+		defer br.Close()
+		for _, q := range b.QueuedQueries {
+			if q.SQL == sqlRecordOutcomes {
+				if err := br.QueryRow().Scan(&changed); err != nil {
+					return err
+				}
+				continue
+			}
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		return br.Close()
+	}()
+	if err != nil {
+		return 0, fmt.Errorf("store: record outcomes: %w", err)
+	}
+	return changed, nil
+}
+
+// outcomeArgs are sqlRecordOutcomes' arguments, one array per column.
+func outcomeArgs(outcomes []Outcome) ([]any, error) {
 	n := len(outcomes)
 	ids := make([]int64, n)
 	states := make([]int16, n)
@@ -186,7 +269,7 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []Outcome, mark *Ba
 	now := time.Now()
 	for i, o := range outcomes {
 		if o.State.Ready() && o.State != StateFail || o.State == StateCancelled {
-			return 0, Errorf(EINVALID, "outcome state %s is not an attempt result", o.State)
+			return nil, Errorf(EINVALID, "outcome state %s is not an attempt result", o.State)
 		}
 		ids[i], states[i], codes[i] = o.RecordID, int16(o.State), int32(o.StatusCode)
 		msgs[i], durs[i] = Truncate(o.Message, 1024, ""), int32(o.Duration/time.Millisecond)
@@ -198,22 +281,7 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []Outcome, mark *Ba
 			nexts[i] = now
 		}
 	}
-	var changed int
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, sqlRecordOutcomes, ids, states, codes, msgs, durs, ats, nexts, owners).Scan(&changed)
-		if err != nil || mark == nil {
-			return err
-		}
-		// A batch never overwrites another batch's unapplied mark: the worker
-		// applies a stale one before it sends (Processor.ProcessBatch).
-		_, err = tx.Exec(ctx, `UPDATE repeaters SET pending_batch = $2, pending_summary = $3, last_attempt_at = now()
-			WHERE id = $1 AND (pending_batch IS NULL OR pending_batch = $2)`, mark.RepeaterID, mark.Token, mark.Summary)
-		return err
-	})
-	if err != nil {
-		return 0, fmt.Errorf("store: record outcomes: %w", err)
-	}
-	return changed, nil
+	return []any{ids, states, codes, msgs, durs, ats, nexts, owners}, nil
 }
 
 // RecordLimit is a claimed record's repeater and the limits it sends under.

@@ -103,6 +103,19 @@ type Repeater struct {
 	PendingSummary   *BatchSummary     `gorm:"serializer:json" json:"-"`
 	CreatedAt        time.Time         `json:"created_at"`
 	UpdatedAt        time.Time         `json:"updated_at"`
+
+	// PreviousSigningSecret is the secret before a rotation, still signed
+	// with (beside the current one) until PreviousSecretUntil.
+	PreviousSigningSecret string     `json:"-"`
+	PreviousSecretUntil   *time.Time `json:"previous_secret_until"`
+	// ConnectionID names the connection (auth, TLS) requests use; Connection
+	// is it, loaded by GetRepeater for the sender.
+	ConnectionID *int64      `json:"connection_id"`
+	Connection   *Connection `gorm:"-" json:"-"`
+	// EventTypes are the event types the repeater receives (empty = all);
+	// EventFilter a filter on their payloads (filter.go, "" = none).
+	EventTypes  TextArray `gorm:"type:text[]" json:"event_types"`
+	EventFilter string    `json:"event_filter"`
 }
 
 // HasSecret reports whether requests to the repeater are signed.

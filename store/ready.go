@@ -27,29 +27,38 @@ type DomainRepeaters struct {
 
 // readyRepeatersSQL finds ready repeaters of flag-enabled domains.
 //
+// It reads only the work set (repeater_work, migration 00120: every
+// repeater with a ready record, kept by triggers), so idle repeaters cost
+// nothing.
 // "not backed off" is next_attempt_at IS NULL OR next_attempt_at <= now; an
-// OR cannot use one index, so it is two branches joined by UNION ALL, each on
-// the partial repeaters_next_attempt_idx. Each tests for a due ready record
+// OR cannot use one index, so it is two branches joined by UNION ALL. The
+// work set is read as an array (id = ANY) so each branch is primary-key
+// lookups of the repeaters in it: as a join, the planner would scan every
+// repeater and hash the set, testing each repeater's domain flag on the way. Each tests for a due ready record
 // with EXISTS on the partial repeat_records_ready_idx, so the query returns one
-// row per repeater and its cost follows the number of repeaters and the ready
-// backlog, never the completed history.
+// row per repeater and its cost follows the repeaters with work and the ready
+// backlog, never the idle repeaters or the completed history.
 const readyRepeatersSQL = `
 SELECT r.id, r.domain, r.max_workers, r.rate_limit_per_s, r.rate_burst, r.backoff_count, r.pace_per_s
 FROM repeaters r
-WHERE NOT r.is_deleted AND NOT r.is_paused AND r.next_attempt_at IS NULL
+WHERE r.id = ANY (ARRAY(SELECT w.repeater_id FROM repeater_work w)) AND NOT r.is_deleted AND NOT r.is_paused AND r.next_attempt_at IS NULL
   AND EXISTS (SELECT 1 FROM repeat_records rr
               WHERE rr.repeater_id = r.id AND rr.` + sqlReady + ` AND rr.next_check <= $1)
-  AND COALESCE((SELECT f.enabled FROM domain_flags f
-                WHERE f.domain = r.domain AND f.flag = 'process_repeaters'), $2)
+  AND ` + sqlFlagEnabled + `
 UNION ALL
 SELECT r.id, r.domain, r.max_workers, r.rate_limit_per_s, r.rate_burst, r.backoff_count, r.pace_per_s
 FROM repeaters r
-WHERE NOT r.is_deleted AND NOT r.is_paused AND r.next_attempt_at <= $1
+WHERE r.id = ANY (ARRAY(SELECT w.repeater_id FROM repeater_work w)) AND NOT r.is_deleted AND NOT r.is_paused AND r.next_attempt_at <= $1
   AND EXISTS (SELECT 1 FROM repeat_records rr
               WHERE rr.repeater_id = r.id AND rr.` + sqlReady + ` AND rr.next_check <= $1)
-  AND COALESCE((SELECT f.enabled FROM domain_flags f
-                WHERE f.domain = r.domain AND f.flag = 'process_repeaters'), $2)
+  AND ` + sqlFlagEnabled + `
 ORDER BY 2, 1`
+
+// sqlFlagEnabled is COALESCE(the domain's process_repeaters flag, $2) with
+// the flags read once per query (two arrays) instead of a subplan per
+// repeater: enabled explicitly, or not disabled while the default ($2) is on.
+const sqlFlagEnabled = `(r.domain = ANY (ARRAY(SELECT f.domain FROM domain_flags f WHERE f.flag = 'process_repeaters' AND f.enabled))
+       OR ($2 AND r.domain <> ALL (ARRAY(SELECT f.domain FROM domain_flags f WHERE f.flag = 'process_repeaters' AND NOT f.enabled))))`
 
 // ReadyRepeatersSQL returns the readiness query and its arguments, for
 // EXPLAIN in tests and benchmarks.
@@ -137,51 +146,6 @@ func (s *Store) NextAttemptAfter(ctx context.Context, now time.Time) (time.Time,
 		return time.Time{}, err
 	}
 	return *next, nil
-}
-
-// BatchDecision is update_repeater's verdict on a repeater after a batch.
-type BatchDecision struct {
-	NextAttemptAt    *time.Time // nil = not backed off
-	BackoffCount     int
-	EffectiveWorkers int
-	// The learned pace (pacing.go in repeaters): requests/s (0 = none), clean
-	// batches in a row while paced, and whether this batch had a success.
-	PacePerS  float64
-	PaceClean int
-	Flowing   bool
-}
-
-// ApplyBatch applies decide's verdict to the repeater once per batch token:
-// it runs only while the repeater's pending batch is token, and clears it in
-// the same transaction. It reports whether it applied anything.
-func (s *Store) ApplyBatch(ctx context.Context, repeaterID int64, token string,
-	decide func(r *Repeater, sum BatchSummary) BatchDecision) (bool, error) {
-	applied := false
-	err := s.gorm.WithContext(ctx).Transaction(func(tx *gormDB) error {
-		var r Repeater
-		res := tx.Clauses(lockForUpdate).Where("id = ? AND pending_batch = ?", repeaterID, token).Limit(1).Find(&r)
-		if res.Error != nil || res.RowsAffected == 0 {
-			return res.Error
-		}
-		var sum BatchSummary
-		if r.PendingSummary != nil {
-			sum = *r.PendingSummary
-		}
-		d := decide(&r, sum)
-		applied = true
-		return tx.Model(&Repeater{}).Where("id = ?", repeaterID).Updates(map[string]any{
-			"next_attempt_at":   d.NextAttemptAt,
-			"backoff_count":     d.BackoffCount,
-			"effective_workers": d.EffectiveWorkers,
-			"pace_per_s":        d.PacePerS,
-			"pace_clean":        d.PaceClean,
-			"flowing":           d.Flowing,
-			"pending_batch":     nil,
-			"pending_summary":   nil,
-			"updated_at":        time.Now(),
-		}).Error
-	})
-	return applied, err
 }
 
 func prefixed(prefix, columns string) string {

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"cmp"
 	"context"
 	"errors"
 
@@ -11,89 +10,34 @@ import (
 // RegisterParams is one record to register.
 type RegisterParams struct {
 	RepeaterID     int64
-	Domain         string // optional; must match the repeater's when given
 	ContentType    string // defaults to application/json
 	Body           []byte
 	IdempotencyKey string // optional; unique per repeater
+	// Sees says whether the caller may write to a domain; a repeater of a
+	// domain it does not see is ENOTFOUND. Nil sees every domain.
+	Sees func(domain string) bool
 }
 
-// RegisterRecord stores a payload and a record for one repeater. With an
-// idempotency key already used on that repeater it returns the existing record
-// and created=false, writing nothing; if that record's payload differs from
-// p's, it returns the record with an ECONFLICT naming it.
+// RegisterRecord stores a payload and a record for one repeater, in a
+// transaction it may share with concurrent calls (coalesce.go). With an
+// idempotency key already used on that repeater it returns the existing
+// record and created=false, writing nothing; if that record's payload
+// differs from p's, it returns the record with an ECONFLICT naming it.
 func (s *Store) RegisterRecord(ctx context.Context, p RegisterParams) (rec *RepeatRecord, created bool, err error) {
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var domain string
-		var maxAttempts int
-		var deleted bool
-		// FOR SHARE: a concurrent DeleteRepeater waits for us, then cancels this record too.
-		err := tx.QueryRow(ctx, `SELECT domain, max_attempts, is_deleted FROM repeaters WHERE id = $1 FOR SHARE`,
-			p.RepeaterID).Scan(&domain, &maxAttempts, &deleted)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			return Errorf(ENOTFOUND, "repeater %d not found", p.RepeaterID)
-		case err != nil:
-			return err
-		case deleted:
-			return Errorf(ECONFLICT, "repeater %d is deleted", p.RepeaterID)
-		case p.Domain != "" && p.Domain != domain:
-			return Errorf(EINVALID, "record domain %q does not match repeater %d's domain", p.Domain, p.RepeaterID)
-		}
-		if p.IdempotencyKey != "" {
-			if rec, err = s.recordByKey(ctx, tx, p.RepeaterID, p.IdempotencyKey); err == nil {
-				return samePayload(ctx, tx, rec, p)
-			} else if ErrorCode(err) != ENOTFOUND {
-				return err
-			}
-		}
-		payloadID, err := insertPayload(ctx, tx, domain, p.ContentType, p.Body)
-		if err != nil {
-			return err
-		}
-		var key *string
-		if p.IdempotencyKey != "" {
-			key = &p.IdempotencyKey
-		}
-		rec = &RepeatRecord{}
-		err = tx.QueryRow(ctx, `INSERT INTO repeat_records (domain, repeater_id, payload_id, max_possible_tries, idempotency_key)
-			VALUES ($1, $2, $3, $4, $5)
-			ON CONFLICT (repeater_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-			RETURNING `+recordColumns, domain, p.RepeaterID, payloadID, maxAttempts, key).Scan(rec.scanTargets()...)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return errKeyRace // a concurrent request with the same key won
-		}
-		if err != nil {
-			return err
-		}
-		created = true
-		return NotifyRecords(ctx, tx)
-	})
-	if errors.Is(err, errKeyRace) {
-		if rec, err = s.recordByKey(ctx, s.pool, p.RepeaterID, p.IdempotencyKey); err == nil {
-			err = samePayload(ctx, s.pool, rec, p)
-		}
+	sees := p.Sees
+	if sees == nil {
+		sees = func(string) bool { return true }
 	}
+	res, err := s.registerCoalesced(ctx, BatchItem{
+		RepeaterID: p.RepeaterID, ContentType: p.ContentType, Body: p.Body, IdempotencyKey: p.IdempotencyKey,
+	}, sees)
 	if err != nil {
-		return rec, false, err // rec is the existing record on a key reused with another payload
+		return nil, false, err
 	}
-	return rec, created, nil
+	return res.Record, res.Created, res.Err
 }
 
 var errKeyRace = errors.New("idempotency key race")
-
-// samePayload refuses a reused idempotency key whose request carries
-// another payload (bytes or content type) than the record's: answering
-// with the first record would drop the second payload silently. The
-// ECONFLICT names the existing record (Stripe's convention).
-func samePayload(ctx context.Context, q querier, rec *RepeatRecord, p RegisterParams) error {
-	var same bool
-	err := q.QueryRow(ctx, `SELECT body = $2 AND content_type = $3 FROM payloads WHERE id = $1`,
-		rec.PayloadID, nonNil(p.Body), cmp.Or(p.ContentType, "application/json")).Scan(&same)
-	if err != nil || same {
-		return err
-	}
-	return Errorf(ECONFLICT, "idempotency key %q was used for record %d with a different payload", p.IdempotencyKey, rec.ID)
-}
 
 func nonNil(b []byte) []byte {
 	if b == nil {
@@ -103,49 +47,12 @@ func nonNil(b []byte) []byte {
 }
 
 // FanOut stores one payload and a record for every repeater of the domain
-// that is not deleted. A domain without repeaters writes nothing.
+// that is not deleted and takes untyped events matching its filter
+// (PublishEvent without a type or key). A domain without repeaters writes
+// nothing.
 func (s *Store) FanOut(ctx context.Context, domain, contentType string, body []byte) ([]RepeatRecord, error) {
-	if err := ValidateDomain(domain); err != nil {
-		return nil, err
-	}
-	var out []RepeatRecord
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		payloadID, err := insertPayload(ctx, tx, domain, contentType, body)
-		if err != nil {
-			return err
-		}
-		rows, err := tx.Query(ctx, `INSERT INTO repeat_records (domain, repeater_id, payload_id, max_possible_tries)
-			SELECT r.domain, r.id, $2, r.max_attempts FROM repeaters r
-			WHERE r.domain = $1 AND NOT r.is_deleted
-			ORDER BY r.id
-			FOR SHARE
-			RETURNING `+recordColumns, domain, payloadID)
-		if err != nil {
-			return err
-		}
-		out, err = scanRecords(rows)
-		if err != nil {
-			return err
-		}
-		if len(out) == 0 {
-			return Errorf(ENOTFOUND, "domain %q has no active repeaters", domain)
-		}
-		return NotifyRecords(ctx, tx)
-	})
-	return out, err
-}
-
-func insertPayload(ctx context.Context, tx pgx.Tx, domain, contentType string, body []byte) (int64, error) {
-	if contentType == "" {
-		contentType = "application/json"
-	}
-	if body == nil {
-		body = []byte{}
-	}
-	var id int64
-	err := tx.QueryRow(ctx, `INSERT INTO payloads (domain, content_type, body) VALUES ($1, $2, $3) RETURNING id`,
-		domain, contentType, body).Scan(&id)
-	return id, err
+	recs, _, err := s.PublishEvent(ctx, EventParams{Domain: domain, ContentType: contentType, Body: body})
+	return recs, err
 }
 
 const recordColumns = `id, domain, repeater_id, payload_id, state, registered_at, next_check,
@@ -161,20 +68,6 @@ func scanRecords(rows pgx.Rows) ([]RepeatRecord, error) {
 		var r RepeatRecord
 		return r, row.Scan(r.scanTargets()...)
 	})
-}
-
-type querier interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
-
-func (s *Store) recordByKey(ctx context.Context, q querier, repeaterID int64, key string) (*RepeatRecord, error) {
-	var r RepeatRecord
-	err := q.QueryRow(ctx, `SELECT `+recordColumns+` FROM repeat_records
-		WHERE repeater_id = $1 AND idempotency_key = $2`, repeaterID, key).Scan(r.scanTargets()...)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, Errorf(ENOTFOUND, "no record with that idempotency key")
-	}
-	return &r, err
 }
 
 // GetRecord returns a record and its attempts, oldest first.
@@ -226,7 +119,7 @@ func (s *Store) RegisterMany(ctx context.Context, repeaterID int64, contentType 
 		var domain string
 		var maxAttempts int
 		var deleted bool
-		err := tx.QueryRow(ctx, `SELECT domain, max_attempts, is_deleted FROM repeaters WHERE id = $1 FOR SHARE`,
+		err := tx.QueryRow(ctx, `SELECT domain, max_attempts, is_deleted FROM repeaters WHERE id = $1 FOR KEY SHARE`,
 			repeaterID).Scan(&domain, &maxAttempts, &deleted)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):

@@ -39,6 +39,9 @@ func (r *Repeater) withDefaults() {
 	if r.BackoffCodes == nil {
 		r.BackoffCodes = Int32Array{}
 	}
+	if r.EventTypes == nil {
+		r.EventTypes = TextArray{}
+	}
 }
 
 // Validate is the one home of a repeater's field rules, run by
@@ -48,7 +51,7 @@ func (r *Repeater) withDefaults() {
 // HTTP statuses. What depends on the sender's policy, the URL's target (SSRF)
 // and the headers only the sender sets, is the repeaters package's to judge.
 func (r *Repeater) Validate() error {
-	for _, check := range []func() error{r.validateText, r.validateNumbers, r.validateHeaders, r.validateBackoffCodes} {
+	for _, check := range []func() error{r.validateText, r.validateNumbers, r.validateHeaders, r.validateBackoffCodes, r.validateSubscription} {
 		if err := check(); err != nil {
 			return err
 		}
@@ -156,6 +159,9 @@ func (s *Store) CreateRepeater(ctx context.Context, r *Repeater) error {
 	if err := s.validateRepeater(r); err != nil {
 		return err
 	}
+	if err := s.checkConnection(ctx, r); err != nil {
+		return err
+	}
 	row := s.sealed(r) // the secrets are written sealed; r keeps the plaintext
 	if err := s.gorm.WithContext(ctx).Omit("NextAttemptAt", "LastAttemptAt", "PendingBatch", "PendingSummary").Create(row).Error; err != nil {
 		return err
@@ -176,6 +182,9 @@ func (s *Store) GetRepeater(ctx context.Context, id int64) (*Repeater, error) {
 		return nil, err
 	}
 	if _, err := s.openSecrets(&r); err != nil {
+		return nil, err
+	}
+	if err := s.attachConnection(ctx, &r); err != nil {
 		return nil, err
 	}
 	return &r, nil
@@ -220,10 +229,13 @@ func (s *Store) UpdateRepeater(ctx context.Context, r *Repeater) error {
 	if err := s.validateRepeater(r); err != nil {
 		return err
 	}
+	if err := s.checkConnection(ctx, r); err != nil {
+		return err
+	}
 	row := s.sealed(r)
 	res := s.gorm.WithContext(ctx).Model(row).Where("NOT is_deleted").
 		Select("Name", "URL", "RequestMethod", "Headers", "SigningSecret", "MaxWorkers", "RateLimitPerS",
-			"RateBurst", "BackoffCodes", "MaxAttempts", "TimeoutMS", "UpdatedAt").
+			"RateBurst", "BackoffCodes", "MaxAttempts", "TimeoutMS", "ConnectionID", "EventTypes", "EventFilter", "UpdatedAt").
 		Updates(row)
 	r.UpdatedAt = row.UpdatedAt
 	return s.oneRow(ctx, res, r.ID)
@@ -240,6 +252,11 @@ func (s *Store) SetPaused(ctx context.Context, id int64, paused bool) error {
 // in the same transaction so none is stranded.
 func (s *Store) DeleteRepeater(ctx context.Context, id int64) error {
 	return s.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		// FOR UPDATE waits for registrations in flight (they hold FOR KEY
+		// SHARE), so the cancel below sees their records.
+		if err := tx.Exec(`SELECT 1 FROM repeaters WHERE id = ? FOR UPDATE`, id).Error; err != nil {
+			return err
+		}
 		res := tx.Model(&Repeater{}).Where("id = ? AND NOT is_deleted", id).
 			Updates(map[string]any{"is_deleted": true, "updated_at": time.Now()})
 		if err := s.oneRow(ctx, res, id); err != nil {

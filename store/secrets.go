@@ -198,6 +198,7 @@ func (s *Store) SecretKeyID() string { return s.opts.Secrets.CurrentKeyID() }
 func (s *Store) sealed(r *Repeater) *Repeater {
 	row := *r
 	row.SigningSecret = s.opts.Secrets.seal(secretAAD(r.Domain, "signing_secret"), r.SigningSecret)
+	row.PreviousSigningSecret = s.opts.Secrets.seal(secretAAD(r.Domain, "previous_signing_secret"), r.PreviousSigningSecret)
 	row.Headers = make(map[string]string, len(r.Headers))
 	for k, v := range r.Headers {
 		row.Headers[k] = s.opts.Secrets.seal(secretAAD(r.Domain, headerField(k)), v)
@@ -222,6 +223,7 @@ func (s *Store) openSecrets(r *Repeater) (stale bool, err error) {
 		return pt
 	}
 	r.SigningSecret = check(r.SigningSecret, "signing_secret")
+	r.PreviousSigningSecret = check(r.PreviousSigningSecret, "previous_signing_secret")
 	for k, v := range r.Headers {
 		r.Headers[k] = check(v, headerField(k))
 	}
@@ -232,6 +234,8 @@ func (s *Store) openSecrets(r *Repeater) (stale bool, err error) {
 type ReencryptResult struct {
 	Repeaters int // repeaters read
 	Rewritten int // repeaters whose secrets were sealed anew with the current key
+	// Connections and ConnectionsRewritten count the same for connections.
+	Connections, ConnectionsRewritten int
 }
 
 // reencryptBatch is how many repeaters one transaction of ReencryptSecrets
@@ -253,7 +257,11 @@ func (s *Store) ReencryptSecrets(ctx context.Context) (ReencryptResult, error) {
 		n, last, rewritten, err := s.reencryptAfter(ctx, after)
 		res.Repeaters += n
 		res.Rewritten += rewritten
-		if err != nil || n < reencryptBatch {
+		if err != nil {
+			return res, err
+		}
+		if n < reencryptBatch {
+			res.Connections, res.ConnectionsRewritten, err = s.reencryptConnections(ctx)
 			return res, err
 		}
 		after = last
@@ -263,14 +271,14 @@ func (s *Store) ReencryptSecrets(ctx context.Context) (ReencryptResult, error) {
 // reencryptAfter rewrites one batch of repeaters with ids above after.
 func (s *Store) reencryptAfter(ctx context.Context, after int64) (n int, last int64, rewritten int, err error) {
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT id, domain, signing_secret, headers FROM repeaters
+		rows, err := tx.Query(ctx, `SELECT id, domain, signing_secret, previous_signing_secret, headers FROM repeaters
 			WHERE id > $1 ORDER BY id LIMIT $2 FOR UPDATE`, after, reencryptBatch)
 		if err != nil {
 			return err
 		}
 		reps, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Repeater, error) {
 			var r Repeater
-			return r, row.Scan(&r.ID, &r.Domain, &r.SigningSecret, &r.Headers)
+			return r, row.Scan(&r.ID, &r.Domain, &r.SigningSecret, &r.PreviousSigningSecret, &r.Headers)
 		})
 		if err != nil {
 			return err
@@ -287,8 +295,8 @@ func (s *Store) reencryptAfter(ctx context.Context, after int64) (n int, last in
 				continue
 			}
 			row := s.sealed(r)
-			if _, err := tx.Exec(ctx, `UPDATE repeaters SET signing_secret = $2, headers = $3 WHERE id = $1`,
-				r.ID, row.SigningSecret, row.Headers); err != nil {
+			if _, err := tx.Exec(ctx, `UPDATE repeaters SET signing_secret = $2, headers = $3, previous_signing_secret = $4 WHERE id = $1`,
+				r.ID, row.SigningSecret, row.Headers, row.PreviousSigningSecret); err != nil {
 				return err
 			}
 			rewritten++

@@ -21,9 +21,11 @@ import (
 
 // Store reaches Postgres through one connection pool.
 type Store struct {
-	pool *pgxpool.Pool
-	gorm *gorm.DB
-	opts Options
+	pool     *pgxpool.Pool
+	gorm     *gorm.DB
+	opts     Options
+	wake     notifier  // coalesced NOTIFYs of the write paths (notify.go)
+	coalesce coalescer // single registrations sharing transactions (coalesce.go)
 }
 
 // DefaultMaxConns is the smallest pool a Store opens.

@@ -85,7 +85,8 @@ func TestRegisterErrorsAreTypedAndWriteNothing(t *testing.T) {
 	}{
 		{"unknown repeater", store.RegisterParams{RepeaterID: 999999, Body: []byte("x")}, store.ENOTFOUND},
 		{"deleted repeater", store.RegisterParams{RepeaterID: gone.ID, Body: []byte("x")}, store.ECONFLICT},
-		{"domain mismatch", store.RegisterParams{RepeaterID: r.ID, Domain: "other", Body: []byte("x")}, store.EINVALID},
+		{"a domain the caller does not see", store.RegisterParams{RepeaterID: r.ID, Body: []byte("x"),
+			Sees: func(d string) bool { return d == "other" }}, store.ENOTFOUND},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -140,6 +140,9 @@ func (c EngineConfig) validate() error {
 	if err := c.Dispatcher.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if _, err := repeaters.ParseEgressProxy(c.Sender.EgressProxy); err != nil {
+		errs = append(errs, err)
+	}
 	if c.Worker.Concurrency < 0 {
 		errs = append(errs, errors.New("worker concurrency must not be negative"))
 	}

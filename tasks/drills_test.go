@@ -219,13 +219,14 @@ func TestDrillSlowEndpointDoesNotSlowOthers(t *testing.T) {
 	start := time.Now()
 	h.waitFor("the fast repeater delivered", 30*time.Second, func() bool { return sk.Count("/fast") >= 1000 })
 	took := time.Since(start)
-	timeouts := h.countSQL(`SELECT count(*) FROM repeat_record_attempts a JOIN repeat_records r ON r.id = a.record_id
-		WHERE r.repeater_id = $1 AND a.state = 2 AND a.message ILIKE '%timeout%'`, slow.ID)
-	t.Logf("fast repeater: 1000 records in %s beside a 500ms-timeout endpoint; %d timeouts recorded", took, timeouts)
-	if timeouts == 0 {
-		t.Fatal("no timeout was recorded as a failure")
-	}
+	t.Logf("fast repeater: 1000 records in %s beside a 500ms-timeout endpoint", took)
 	if took > slowFor {
 		t.Fatalf("the fast repeater took %s: the slow endpoint held it up", took)
 	}
+	// The fast repeater can finish inside the first 500 ms, before any
+	// timeout fires, so the slow one's failures are awaited, not sampled.
+	h.waitFor("a timeout recorded as a failure", 10*time.Second, func() bool {
+		return h.countSQL(`SELECT count(*) FROM repeat_record_attempts a JOIN repeat_records r ON r.id = a.record_id
+		WHERE r.repeater_id = $1 AND a.state = 2 AND a.message ILIKE '%timeout%'`, slow.ID) > 0
+	})
 }

@@ -150,8 +150,9 @@ func (e *Engine) NewWorker(register ...func(*asynq.ServeMux)) *Worker {
 	h := &Handlers{Processor: e.Processor, Client: e.Client}
 	legacy := &LegacyHandlers{Legacy: e.Legacy, Client: e.Client}
 	upkeep := &MaintenanceHandlers{Store: e.Store, Retention: e.cfg.Scheduler.Retention, Logger: e.Logger}
+	bulk := &BulkJobHandlers{Store: e.Store, Logger: e.Logger}
 	w := NewWorker(e.cfg.Worker, e.redisOpt, e.Logger,
-		append([]func(*asynq.ServeMux){h.Register, legacy.Register, upkeep.Register}, register...)...)
+		append([]func(*asynq.ServeMux){h.Register, legacy.Register, upkeep.Register, bulk.Register}, register...)...)
 	h.Draining = w.Draining
 	return w
 }

@@ -128,6 +128,12 @@ func TestDeadEndpointCostsOneProbePerBackoffWindow(t *testing.T) {
 			onDeadBatch(deadBatch{time.Now(), sum})
 		}
 	}
+	onDeadVerdict, deadVerdicts := signalInto[store.BatchDecision]()
+	h.eng.Processor.OnApplied = func(id int64, d store.BatchDecision) {
+		if id == dead.ID {
+			onDeadVerdict(d)
+		}
+	}
 	h.start("dispatcher", "worker")
 	attempts := func() int {
 		return h.countSQL(`SELECT count(*) FROM repeat_record_attempts a JOIN repeat_records r ON r.id = a.record_id WHERE r.repeater_id = $1`, dead.ID)
@@ -138,15 +144,27 @@ func TestDeadEndpointCostsOneProbePerBackoffWindow(t *testing.T) {
 	if firstBatch > 7 {
 		t.Fatalf("first batch on a dead endpoint made %d requests; want one wave (≤ 7)", firstBatch)
 	}
-	// The next two batches, each a backoff window (1.5s) after the last.
+	// The next two batches: one request each, none before the window the
+	// batch before it set (1.5 s, less jitter) was over.
 	window := h.cfg.Backoff.Min - time.Duration(float64(h.cfg.Backoff.Min)*h.cfg.Backoff.Jitter)
+	verdict := awaitEvent(t, deadVerdicts, "the first batch's verdict", 10*time.Second)
 	for prev, i := first, 0; i < 2; i++ {
 		probe := awaitEvent(t, deadBatches, "a probe on the dead endpoint", 10*time.Second)
-		if gap := probe.at.Sub(prev.at); probe.sum.Attempted != 1 || gap < window {
-			t.Fatalf("batch %d after the first: %d requests, %s after the one before; want one probe per backoff window (%s)",
-				i+1, probe.sum.Attempted, gap, window)
+		var sentAt time.Time
+		if err := h.eng.Store.Pool().QueryRow(ctx, `SELECT max(a.created_at) FROM repeat_record_attempts a
+			JOIN repeat_records r ON r.id = a.record_id WHERE r.repeater_id = $1`, dead.ID).Scan(&sentAt); err != nil {
+			t.Fatal(err)
 		}
+		if verdict.NextAttemptAt == nil || verdict.NextAttemptAt.Sub(prev.at) < window-time.Second/10 {
+			t.Fatalf("batch %d: the verdict before it set no backoff window: %+v", i, verdict)
+		}
+		if probe.sum.Attempted != 1 || sentAt.Before(verdict.NextAttemptAt.Truncate(time.Microsecond)) {
+			t.Fatalf("batch %d after the first: %d requests, sent %s before its backoff window ended; want one probe per window",
+				i+1, probe.sum.Attempted, verdict.NextAttemptAt.Sub(sentAt))
+		}
+		t.Logf("probe %d: %s after the batch before it", i+1, probe.at.Sub(prev.at))
 		prev = probe
+		verdict = awaitEvent(t, deadVerdicts, "the probe's verdict", 10*time.Second)
 	}
 	later := attempts()
 	t.Logf("dead endpoint: %d attempts in the first batch, %d after two probes (two 1.5s windows)", firstBatch, later)

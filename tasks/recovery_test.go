@@ -141,9 +141,9 @@ func TestRetriedBatchResendsNothingAndUpdateIsIdempotent(t *testing.T) {
 	// The worker "crashed" before enqueueing update_repeater; asynq retries
 	// the task. The failed records are ready again, yet nothing is resent.
 	h.countSQL(`WITH due AS (UPDATE repeat_records SET next_check = now() WHERE state IN (1, 2) RETURNING 1) SELECT count(*) FROM due`)
-	needsUpdate, err := h.eng.Processor.ProcessBatch(ctx, b)
-	if err != nil || !needsUpdate {
-		t.Fatalf("retry: %v, needsUpdate=%v", err, needsUpdate)
+	end, err := h.eng.Processor.ProcessBatch(ctx, b)
+	if err != nil || end != repeaters.EndRelease {
+		t.Fatalf("retry: %v, end=%v", err, end)
 	}
 	if sk.Stats().Unique != sent || h.countSQL(`SELECT count(*) FROM repeat_record_attempts`) != attempts {
 		t.Fatalf("the retried batch resent: sink %d→%d", sent, sk.Stats().Unique)

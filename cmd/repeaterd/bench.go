@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"runtime/pprof"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -57,26 +56,26 @@ Scenarios ("all" runs every one):
 				return err
 			}
 			opt.Out, opt.Log = cmd.OutOrStdout(), cmd.ErrOrStderr()
-			if cpuProfile != "" {
-				f, err := os.Create(cpuProfile)
+			if args[0] == "throughput" {
+				opt.CPUProfile = cpuProfile // throughput profiles its new-path phase only
+			} else {
+				stop, err := bench.StartCPUProfile(cpuProfile)
 				if err != nil {
 					return err
 				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return err
-				}
-				defer pprof.StopCPUProfile()
+				defer stop()
 			}
 			return bench.Run(cmd.Context(), args[0], opt)
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&opt.FsyncOffURL, "fsync-off-url", os.Getenv("REPEATERD_BENCH_FSYNC_OFF_URL"),
+		"a second Postgres server with fsync off, for the throughput scenario's second column (scripts/services.sh up --durable sets REPEATERD_BENCH_FSYNC_OFF_URL)")
 	f.StringVar(&opt.Size, "size", "full", `"full", "quick", or the scenario's own size (see above)`)
 	f.IntVar(&opt.Runs, "runs", 20, "timed runs per query and size (readiness)")
 	f.DurationVar(&opt.Duration, "duration", 0, "override the scenario's window (dead-endpoint 60s, legacy throughput, stats load)")
 	f.BoolVar(&opt.KeepDB, "keep-db", false, "keep the scenario's database afterwards")
-	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the in-process engine roles and the bench) to this file")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the in-process engine roles and the bench) to this file; throughput profiles only its new-path phase on DATABASE_URL")
 	return cmd
 }
 

@@ -17,6 +17,7 @@ import (
 // bench always runs the engine `run` would.
 func bindEngineFlags(f *pflag.FlagSet, c *tasks.EngineConfig) {
 	f.BoolVar(&c.Sender.AllowPrivateTargets, "allow-private-targets", false, "let repeaters reach loopback and private addresses")
+	f.StringVar(&c.Sender.EgressProxy, "egress-proxy", "", "HTTP proxy URL every request to endpoints leaves through (HTTP CONNECT for https); the SSRF policy still applies to destinations")
 	f.IntVar(&c.Sender.MaxInFlight, "max-inflight", repeaters.DefaultSenderMaxInFlight, "process-wide cap on in-flight HTTP requests")
 	f.DurationVar(&c.Backoff.Min, "backoff-min", repeaters.DefaultBackoffMin, "first repeater backoff")
 	f.DurationVar(&c.Backoff.Max, "backoff-max", repeaters.DefaultBackoffMax, "longest repeater backoff (and Retry-After cap)")

@@ -220,3 +220,62 @@ func TestCLIHintsMigrateOnAnEmptyDatabase(t *testing.T) {
 		t.Fatalf("on an unmigrated database: %q, want the migrate hint", msg)
 	}
 }
+
+// A repeater's subscription is set and changed from the CLI, and events
+// sent with a type and a key reach only the subscribed repeaters, once.
+func TestCLIEventSubscriptions(t *testing.T) {
+	e := newOpsEnv(t)
+	var cases, all repeaterView
+	e.mustJSON(&cases, "repeaters", "create", "--domain", "acme", "--url", "https://example.com/cases",
+		"--event-type", "case.created,case.updated", "--event-filter", `case.type == "patient"`)
+	e.mustJSON(&all, "repeaters", "create", "--domain", "acme", "--url", "https://example.com/all")
+	if fmt.Sprint(cases.EventTypes) != "[case.created case.updated]" || cases.EventFilter != `case.type == "patient"` || len(all.EventTypes) != 0 {
+		t.Fatalf("created %v %q and %v", cases.EventTypes, cases.EventFilter, all.EventTypes)
+	}
+	send := func(args ...string) []recordView {
+		var recs []recordView
+		e.mustJSON(&recs, append([]string{"events", "send", "acme"}, args...)...)
+		return recs
+	}
+	patient := `{"case":{"type":"patient"}}`
+	if got := send("--type", "case.updated", "--payload", patient, "--idempotency-key", "e1"); len(got) != 2 {
+		t.Fatalf("a matching event made %d records, want 2", len(got))
+	}
+	if got := send("--type", "case.updated", "--payload", patient, "--idempotency-key", "e1"); len(got) != 2 ||
+		storetest.Count(t, e.st, `SELECT count(*) FROM repeat_records`) != 2 {
+		t.Fatalf("a replayed key answered %d records and stored more", len(got))
+	}
+	for _, args := range [][]string{
+		{"--type", "form.submitted", "--payload", patient},     // another type
+		{"--type", "case.updated", "--payload", `{"case":{}}`}, // filtered out
+	} {
+		if got := send(args...); len(got) != 1 || got[0].RepeaterID != all.ID {
+			t.Fatalf("events send %v: %d records, want only the unsubscribed repeater's", args, len(got))
+		}
+	}
+
+	// Update changes only what is given; --event-type= receives every type.
+	e.mustJSON(&cases, "repeaters", "update", fmt.Sprint(cases.ID), "--event-type=")
+	if len(cases.EventTypes) != 0 || cases.EventFilter != `case.type == "patient"` {
+		t.Fatalf("after update: %v %q", cases.EventTypes, cases.EventFilter)
+	}
+	before := storetest.Count(t, e.st, `SELECT count(*) FROM repeat_records`)
+	for _, args := range [][]string{
+		{"repeaters", "update", fmt.Sprint(cases.ID), "--event-filter", "case.type = "},
+		{"repeaters", "create", "--domain", "acme", "--url", "https://example.com/x", "--event-type", "bad type!"},
+		{"events", "send", "acme", "--type", "bad type!", "--payload", "{}"},
+		{"events", "send", "acme", "--payload", patient, "--idempotency-key", "e1"}, // the key with another type
+	} {
+		e.mustFail(args...)
+	}
+	stored, err := e.st.GetRepeater(t.Context(), cases.ID)
+	if err != nil || stored.EventFilter != `case.type == "patient"` {
+		t.Fatalf("a refused update changed the filter to %q (%v)", stored.EventFilter, err)
+	}
+	if n := storetest.Count(t, e.st, `SELECT count(*) FROM repeaters`); n != 2 {
+		t.Fatalf("%d repeaters after a refused create, want 2", n)
+	}
+	if after := storetest.Count(t, e.st, `SELECT count(*) FROM repeat_records`); after != before {
+		t.Fatalf("refused commands wrote %d records", after-before)
+	}
+}

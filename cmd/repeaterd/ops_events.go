@@ -16,19 +16,22 @@ import (
 const maxEventBytes = 1 << 20
 
 func newEventsCmd() *cobra.Command {
-	var payload, file, contentType string
+	var payload, file, contentType, eventType, key string
 	send := &cobra.Command{
-		Use:     "send DOMAIN (--payload JSON | --file PATH)",
-		Short:   "Send one payload to every active repeater of a domain (fan-out)",
-		Example: `  repeaterd events send acme --payload '{"event":"created"}'`,
-		Args:    cobra.ExactArgs(1),
+		Use:   "send DOMAIN (--payload JSON | --file PATH)",
+		Short: "Send one payload to every active repeater of a domain subscribed to its type (fan-out)",
+		Example: `  repeaterd events send acme --payload '{"event":"created"}'
+  repeaterd events send acme --type case.updated --idempotency-key evt-42 --file event.json`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			body, err := eventBody(cmd, payload, file, contentType)
 			if err != nil {
 				return err
 			}
 			return withStore(cmd, func(st *store.Store) error {
-				recs, err := st.FanOut(cmd.Context(), args[0], contentType, body)
+				recs, _, err := st.PublishEvent(cmd.Context(), store.EventParams{
+					Domain: args[0], ContentType: contentType, Body: body, Type: eventType, IdempotencyKey: key,
+				})
 				if err != nil {
 					return err
 				}
@@ -44,6 +47,8 @@ func newEventsCmd() *cobra.Command {
 	send.Flags().StringVar(&payload, "payload", "", "the payload, inline")
 	send.Flags().StringVar(&file, "file", "", "read the payload from this file (- for stdin)")
 	send.Flags().StringVar(&contentType, "content-type", "application/json", "the payload's content type")
+	send.Flags().StringVar(&eventType, "type", "", "the event's type (e.g. case.updated): only repeaters subscribed to it receive it")
+	send.Flags().StringVar(&key, "idempotency-key", "", "a key that makes a retried send safe (unique per domain): the same key and payload answer the first send's records")
 	return newGroupCmd("events", "Send events fanned out to a domain's repeaters", send)
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,6 +30,7 @@ func newRepeatersCmd() *cobra.Command {
 		newIDCmd("retry", "Retry a backed-off repeater now: its backoff ends and its next batch is a full one", func(cmd *cobra.Command, st *store.Store, id int64) error {
 			return report(cmd, st.RetryNow(cmd.Context(), id), "repeater %d: backoff cleared, dispatching now", id)
 		}),
+		newRotateSecretCmd(), newRepeaterTestCmd(),
 	)
 }
 
@@ -148,6 +150,7 @@ type repeaterFlags struct {
 	timeout      time.Duration
 	secretFile   string
 	allowPrivate bool
+	eventTypes   []string
 }
 
 func (f *repeaterFlags) bind(fs *pflag.FlagSet) {
@@ -164,6 +167,8 @@ func (f *repeaterFlags) bind(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.timeout, "timeout", 0, "per-request timeout (0 = default 30s)")
 	fs.StringVar(&f.secretFile, "signing-secret-file", "", "read the signing secret from this file (- for stdin), not the command line")
 	fs.BoolVar(&f.allowPrivate, "allow-private-targets", false, "allow a loopback or private URL (env REPEATERD_ALLOW_PRIVATE_TARGETS)")
+	fs.StringSliceVar(&f.eventTypes, "event-type", nil, "event types to receive (repeatable or comma-separated; --event-type= for all)")
+	fs.StringVar(&f.r.EventFilter, "event-filter", "", `a filter on the events' payloads, e.g. 'case.type == "patient"' ("" = none)`)
 }
 
 // apply copies the flags that were given onto r and checks r against the
@@ -186,6 +191,10 @@ func (f *repeaterFlags) apply(cmd *cobra.Command, r *store.Repeater) error {
 	set("rate-burst", func() { r.RateBurst = f.r.RateBurst })
 	set("max-attempts", func() { r.MaxAttempts = f.r.MaxAttempts })
 	set("timeout", func() { r.TimeoutMS = int(f.timeout / time.Millisecond) })
+	set("event-type", func() {
+		r.EventTypes = store.TextArray(slices.DeleteFunc(f.eventTypes, func(t string) bool { return t == "" }))
+	})
+	set("event-filter", func() { r.EventFilter = f.r.EventFilter })
 	set("backoff-code", func() {
 		r.BackoffCodes = store.Int32Array{}
 		for _, c := range f.backoffCodes {

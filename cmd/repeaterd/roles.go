@@ -25,7 +25,7 @@ func dashboardRoles(o runOptions) map[string]tasks.RoleBuilder {
 		tasks.RoleWeb: func(_ context.Context, eng *tasks.Engine) (lifecycle.Service, error) {
 			page, err := console.New(eng.Store, console.Config{
 				Token: auth.NewToken(o.apiToken), MonitorURL: dashboards.MonitorPath + "/", Logger: eng.Logger,
-				Clock: eng.Config().Clock,
+				Clock: eng.Config().Clock, Jobs: eng.Client, Prober: eng.Sender,
 			})
 			if err != nil {
 				return nil, err
@@ -37,6 +37,8 @@ func dashboardRoles(o runOptions) map[string]tasks.RoleBuilder {
 				API: api.Config{
 					MaxPayloadBytes:     o.maxPayloadBytes,
 					AllowPrivateTargets: eng.Config().Sender.AllowPrivateTargets,
+					Sender:              eng.Sender,
+					Jobs:                eng.Client,
 				},
 			}, eng.Store, eng.Redis, dashboards.WithLogger(eng.Logger), dashboards.WithPage(page),
 				dashboards.WithMonitorRedis(eng.RedisOptions().WithPoolSize(4)))

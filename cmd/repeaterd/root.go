@@ -32,6 +32,7 @@ func newRootCmd() *cobra.Command {
 		newMigrateCmd(),
 		newFlagsCmd(),
 		newRepeatersCmd(),
+		newConnectionsCmd(),
 		newRecordsCmd(),
 		newEventsCmd(),
 		newStatsCmd(),

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"repeaterd/cmd/repeaterd/internal/bench"
 	"repeaterd/repeaters/lifecycle"
 	"repeaterd/store"
 	"repeaterd/tasks"
@@ -32,6 +33,7 @@ type runOptions struct {
 	statsSlot       string
 	logFormat       string
 	logLevel        string
+	cpuProfile      string
 }
 
 func newRunCmd() *cobra.Command {
@@ -67,6 +69,7 @@ func newRunCmd() *cobra.Command {
 	f.StringVar(&o.statsSlot, "stats-slot", "", "the stats role's replication slot (default repeaterd_stats_<database>; slots are per server)")
 	f.StringVar(&o.logFormat, "log-format", defaultLogFormat, "log format: text or json")
 	f.StringVar(&o.logLevel, "log-level", defaultLogLevel, "log level: debug, info, warn or error")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write this process's CPU profile to this file until it stops")
 	bindEngineFlags(f, &o.engine)
 	annotateEnv(f)
 	return cmd
@@ -88,6 +91,11 @@ func run(cmd *cobra.Command, o runOptions) error {
 	if o.engine.Secrets, err = store.ParseKeyring(o.secretKey); err != nil {
 		return err
 	}
+	stopProfile, err := bench.StartCPUProfile(o.cpuProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	ctx := cmd.Context()
 	logger, err := newLogger(cmd.ErrOrStderr(), o.logFormat, o.logLevel)
 	if err != nil {

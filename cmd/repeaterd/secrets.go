@@ -29,6 +29,7 @@ func newSecretsCmd() *cobra.Command {
 				res, err := st.ReencryptSecrets(cmd.Context())
 				fmt.Fprintf(cmd.OutOrStdout(), "%d repeaters read, %d re-encrypted with key %s\n",
 					res.Repeaters, res.Rewritten, st.SecretKeyID())
+				fmt.Fprintf(cmd.OutOrStdout(), "%d connections read, %d re-encrypted\n", res.Connections, res.ConnectionsRewritten)
 				return err
 			})
 		},

@@ -23,6 +23,7 @@ import (
 	"slices"
 	"strings"
 
+	"repeaterd/repeaters"
 	"repeaterd/store"
 )
 
@@ -38,15 +39,25 @@ type Config struct {
 	// AllowPrivateTargets lets repeater URLs name loopback and private
 	// addresses. Defaults to false.
 	AllowPrivateTargets bool
+	// Jobs queues the tasks of bulk jobs (POST /records/requeue and
+	// /records/cancel); tasks.Client is one. Defaults to none: those routes
+	// answer 503.
+	Jobs JobQueue
 	// Logger logs internal errors (their details are not sent). Defaults to
 	// slog.Default().
 	Logger *slog.Logger
+	// Sender sends test requests (POST /repeaters/{id}/test). Defaults to
+	// a sender of its own with AllowPrivateTargets.
+	Sender *repeaters.Sender
 }
 
 // WithDefaults returns c with its zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
 	c.MaxPayloadBytes = cmp.Or(c.MaxPayloadBytes, DefaultMaxPayloadBytes)
 	c.Logger = cmp.Or(c.Logger, slog.Default())
+	if c.Sender == nil {
+		c.Sender = repeaters.NewSender(repeaters.SenderConfig{AllowPrivateTargets: c.AllowPrivateTargets})
+	}
 	return c
 }
 
@@ -64,6 +75,7 @@ type API struct {
 	st      *store.Store
 	mux     *http.ServeMux
 	handler http.Handler
+	served  []string // "METHOD /path" of every route, for Routes
 }
 
 // handler is a route's handler; a returned error is written by its code.
@@ -112,7 +124,12 @@ func (a *API) routes() {
 	})
 	a.route("/api/v1/repeaters/{id}/pause", map[string]handler{"POST": a.pauseRepeater(true)})
 	a.route("/api/v1/repeaters/{id}/resume", map[string]handler{"POST": a.pauseRepeater(false)})
+	a.route("/api/v1/repeaters/{id}/test", map[string]handler{"POST": a.testRepeater})
+	a.route("/api/v1/repeaters/{id}/rotate-secret", map[string]handler{"POST": a.rotateSecret})
+	a.route("/api/v1/connections", map[string]handler{"GET": a.listConnections, "POST": a.createConnection})
+	a.route("/api/v1/connections/{id}", map[string]handler{"GET": a.getConnection, "PATCH": a.patchConnection, "DELETE": a.deleteConnection})
 	a.route("/api/v1/records", map[string]handler{"GET": a.listRecords, "POST": a.createRecord})
+	a.route("/api/v1/records:batch", map[string]handler{"POST": a.createRecords})
 	a.route("/api/v1/records/{id}", map[string]handler{"GET": a.getRecord})
 	a.route("/api/v1/records/{id}/requeue", map[string]handler{"POST": a.requeueRecord})
 	a.route("/api/v1/records/{id}/cancel", map[string]handler{"POST": a.cancelRecord})
@@ -123,6 +140,12 @@ func (a *API) routes() {
 	a.route("/api/v1/invariants", map[string]handler{"GET": adminOnly(a.invariants)})
 	a.route("/api/v1/tokens", map[string]handler{"GET": adminOnly(a.listTokens), "POST": adminOnly(a.createToken)})
 	a.route("/api/v1/tokens/{id}", map[string]handler{"DELETE": adminOnly(a.revokeToken)})
+	a.route("/api/v1/openapi.json", map[string]handler{"GET": a.openAPI})
+	a.route("/api/v1/repeaters/{id}/retry", map[string]handler{"POST": a.retryRepeater})
+	a.postOnly("/api/v1/records/requeue", a.requeueRecords)
+	a.postOnly("/api/v1/records/cancel", a.cancelRecords)
+	a.route("/api/v1/jobs/{id}", map[string]handler{"GET": a.getJob})
+	a.route("/api/v1/domains", map[string]handler{"GET": a.listDomains})
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, store.Errorf(store.ENOTFOUND, "no API route %s %s", r.Method, r.URL.Path))
 	})
@@ -134,6 +157,7 @@ func (a *API) route(path string, handlers map[string]handler) {
 	var allowed []string
 	for method, h := range handlers {
 		allowed = append(allowed, method)
+		a.served = append(a.served, method+" "+path)
 		a.mux.HandleFunc(method+" "+path, func(w http.ResponseWriter, r *http.Request) {
 			if err := h(w, r); err != nil {
 				a.writeError(w, r, err)
@@ -145,6 +169,23 @@ func (a *API) route(path string, handlers map[string]handler) {
 	a.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", allow)
 		a.writeError(w, r, store.Errorf(codeMethodNotAllowed, "%s is not allowed here (allowed: %s)", r.Method, allow))
+	})
+}
+
+// Routes lists every route served, as "METHOD /path" patterns (the
+// OpenAPI test checks the document names exactly these).
+func (a *API) Routes() []string { return slices.Sorted(slices.Values(a.served)) }
+
+// postOnly registers a POST route on a path that /records/{id} also
+// matches: a 405 route for other methods there would overlap GET
+// /records/{id}, so other methods get that route's answer (a 400: the id
+// is not a number).
+func (a *API) postOnly(path string, h handler) {
+	a.served = append(a.served, "POST "+path)
+	a.mux.HandleFunc("POST "+path, func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			a.writeError(w, r, err)
+		}
 	})
 }
 

@@ -30,13 +30,27 @@ func (a *API) bodyLimit() int64 {
 // fields, nothing after it, nested at most maxJSONDepth deep, and strict
 // (strict.go): valid UTF-8, exact field names, no duplicate keys.
 func (a *API) decodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.bodyLimit()))
+	body, err := a.readBody(w, r, a.bodyLimit())
+	if err != nil {
+		return err
+	}
+	return decodeObject(body, dst)
+}
+
+// readBody reads the request body, at most limit bytes (413 beyond).
+func (a *API) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
-		return store.Errorf(codeTooLarge, "request body is over %d bytes (payloads may be %d bytes)", mbe.Limit, a.cfg.MaxPayloadBytes)
+		return nil, store.Errorf(codeTooLarge, "request body is over %d bytes (payloads may be %d bytes)", mbe.Limit, a.cfg.MaxPayloadBytes)
 	}
 	if err != nil {
-		return store.Errorf(codeBadJSON, "could not read the request body: %v", err)
+		return nil, store.Errorf(codeBadJSON, "could not read the request body: %v", err)
 	}
+	return body, nil
+}
+
+// decodeObject decodes one JSON object into dst under decodeJSON's rules.
+func decodeObject(body []byte, dst any) error {
 	trimmed := bytes.TrimSpace(body)
 	switch {
 	case len(trimmed) == 0:

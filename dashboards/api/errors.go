@@ -30,6 +30,10 @@ const CodeUnauthorized = "unauthorized"
 // refuses outright (cross-site, a non-loopback Host without a token).
 const CodeForbidden = "forbidden"
 
+// CodeUnavailable is the code of a request a dependency could not serve
+// now (a bulk job whose task could not be queued); trying again may work.
+const CodeUnavailable = "unavailable"
+
 // statusByCode is the one place error codes become HTTP statuses. A code
 // not listed is answered as EINTERNAL: 500, details logged, not sent.
 var statusByCode = map[string]int{
@@ -44,6 +48,7 @@ var statusByCode = map[string]int{
 	CodeForbidden:        http.StatusForbidden,
 	codeMediaType:        http.StatusUnsupportedMediaType,
 	codeMethodNotAllowed: http.StatusMethodNotAllowed,
+	CodeUnavailable:      http.StatusServiceUnavailable,
 }
 
 // errorBody is every error response: {"error":{"code":"...","message":"..."}}.

@@ -111,6 +111,8 @@ func TestAPIRejectedRequestsWriteNothing(t *testing.T) {
 		{"lone surrogate", "POST", "/api/v1/repeaters", `{"domain":"ac\ud800me","url":"https://example.com/"}`, 400, "bad_json"},
 		{"lone low surrogate", "POST", "/api/v1/records", rec(`"payload":"\udc00"`), 400, "bad_json"},
 		{"duplicate key", "POST", "/api/v1/repeaters", `{"domain":"acme","domain":"globex","url":"https://example.com/"}`, 400, "bad_json"},
+		{"syntax error inside an array", "POST", "/api/v1/repeaters", `{"domain":"acme","headers":[{S":1}]}`, 400, "bad_json"},
+		{"syntax error inside a batch item", "POST", "/api/v1/records:batch", `{"records":[{"repeater_id":1,"x":[{S":1}]}]}`, 400, "bad_json"},
 		{"escaped duplicate key", "POST", "/api/v1/repeaters", `{"domain":"acme","dom\u0061in":"globex","url":"https://example.com/"}`, 400, "bad_json"},
 		{"case-variant key", "POST", "/api/v1/repeaters", `{"domain":"acme","Domain":"globex","url":"https://example.com/"}`, 400, "bad_json"},
 		{"case-variant key alone", "POST", "/api/v1/repeaters", `{"Domain":"acme","url":"https://example.com/"}`, 400, "bad_json"},

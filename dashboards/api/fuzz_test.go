@@ -6,6 +6,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"repeaterd/store"
@@ -100,10 +101,28 @@ func FuzzLoneSurrogate(f *testing.F) {
 	})
 }
 
+// A syntax error inside an array or object ends the walk. It used to spin
+// for ever: the decoder's More keeps answering true past a syntax error,
+// and the walk went back for the next element.
+func TestCheckKeysEndsAtASyntaxError(t *testing.T) {
+	fields := jsonFields(&recordInput{})
+	for _, body := range []string{`{"a":[{S":1}]}`, `[{Sa":1,"a":1}S`, `{"payload":[1,}`, `{"repeater_id":1,"payload":{"a":[{x}]}}`,
+		`{"a":{"b":[1 2]}}`, `{"a":[[[[`, `{"a":1,`} {
+		done := make(chan error, 1)
+		go func() { done <- checkKeys([]byte(body), fields) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("checkKeys(%q) still runs after 5 s", body)
+		}
+	}
+}
+
 // FuzzCheckKeys: an object checkKeys passes has no key twice, as the
 // decoder sees the keys.
 func FuzzCheckKeys(f *testing.F) {
-	for _, s := range []string{`{"a":1,"a":2}`, `{"a":1,"A":2}`, `{"a":{"b":1,"B":2}}`, `{"payload":{"b":1,"B":2}}`, `{"\u0061":1,"a":2}`, `[{"a":1,"a":1}]`} {
+	for _, s := range []string{`{"a":1,"a":2}`, `{"a":1,"A":2}`, `{"a":{"b":1,"B":2}}`, `{"payload":{"b":1,"B":2}}`, `{"\u0061":1,"a":2}`, `[{"a":1,"a":1}]`,
+		`[{Sa":1,"a":1}S`} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"repeaterd/dashboards/api"
+	"repeaterd/dashboards/api/apitest"
 	"repeaterd/store"
 	"repeaterd/store/storetest"
 )
@@ -32,14 +33,15 @@ func newAPIEnv(t *testing.T, cfg api.Config) *apiEnv {
 	return serveAPI(t, cfg, storetest.NewStore(t))
 }
 
-// serveAPI serves the API over st on a loopback port.
+// serveAPI serves the API over st on a loopback port, every exchange
+// checked against openapi.json (apitest): a mismatch fails t.
 func serveAPI(t *testing.T, cfg api.Config, st *store.Store) *apiEnv {
 	t.Helper()
 	h, err := api.New(cfg, st)
 	if err != nil {
 		t.Fatalf("api.New: %v", err)
 	}
-	srv := httptest.NewServer(h)
+	srv := httptest.NewServer(apitest.Load(t).Handler(t, h))
 	t.Cleanup(srv.Close)
 	return &apiEnv{t: t, base: srv.URL, st: st}
 }

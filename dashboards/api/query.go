@@ -102,3 +102,25 @@ func parseID(name, v string) (int64, error) {
 	}
 	return id, nil
 }
+
+// domainPage is what a domain-scoped list takes from its query: ?domain=
+// narrowed to what the principal sees, ?cursor= and ?limit=.
+type domainPage struct {
+	domain  string
+	afterID int64
+	limit   int
+}
+
+func queryDomainPage(r *http.Request) (p domainPage, err error) {
+	if p.domain, err = queryDomain(r); err != nil {
+		return p, err
+	}
+	if p.domain, err = scopedDomain(r, p.domain); err != nil {
+		return p, err
+	}
+	if p.afterID, err = decodeCursor(r.URL.Query().Get("cursor")); err != nil {
+		return p, err
+	}
+	p.limit, err = queryLimit(r)
+	return p, err
+}

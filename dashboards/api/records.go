@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 
+	"repeaterd/dashboards/auth"
 	"repeaterd/store"
 )
 
@@ -68,12 +69,9 @@ func (a *API) createRecord(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	rep, err := a.ownRepeater(r, in.RepeaterID)
-	if err != nil {
-		return err
-	}
 	rec, created, err := a.st.RegisterRecord(r.Context(), store.RegisterParams{
-		RepeaterID: in.RepeaterID, Domain: rep.Domain, ContentType: ct, Body: body, IdempotencyKey: in.IdempotencyKey,
+		RepeaterID: in.RepeaterID, ContentType: ct, Body: body, IdempotencyKey: in.IdempotencyKey,
+		Sees: auth.PrincipalFrom(r.Context()).Sees,
 	})
 	if err != nil && rec != nil {
 		return &recordError{error: err, id: rec.ID} // the key reused with another payload
@@ -90,8 +88,21 @@ func (a *API) createRecord(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// eventInput is the body of POST /api/v1/domains/{domain}/events.
+type eventInput struct {
+	payloadInput
+	// EventType is the event's type (e.g. "case.updated"); repeaters
+	// subscribed to other types do not receive it. Optional.
+	EventType string `json:"event_type"`
+	// IdempotencyKey makes a retried publish safe: unique per domain.
+	IdempotencyKey string `json:"idempotency_key"`
+}
+
 // createEvent is POST /api/v1/domains/{domain}/events: one payload, one
-// record per active repeater of the domain, all in one transaction.
+// record per active repeater of the domain subscribed to its type whose
+// filter it matches, all in one transaction: 201, or 200 with the records
+// of an earlier event with the same idempotency key and payload (409 when
+// the payload or type differs).
 func (a *API) createEvent(w http.ResponseWriter, r *http.Request) error {
 	domain := r.PathValue("domain")
 	if err := store.ValidateDomain(domain); err != nil {
@@ -100,19 +111,28 @@ func (a *API) createEvent(w http.ResponseWriter, r *http.Request) error {
 	if _, err := scopedDomain(r, domain); err != nil {
 		return err
 	}
-	var in payloadInput
+	var in eventInput
 	if err := a.decodeJSON(w, r, &in); err != nil {
+		return err
+	}
+	if err := store.ValidateText("idempotency_key", in.IdempotencyKey, maxKeyLen); err != nil {
 		return err
 	}
 	body, ct, err := in.body(a.cfg.MaxPayloadBytes)
 	if err != nil {
 		return err
 	}
-	recs, err := a.st.FanOut(r.Context(), domain, ct, body)
+	recs, created, err := a.st.PublishEvent(r.Context(), store.EventParams{
+		Domain: domain, ContentType: ct, Body: body, Type: in.EventType, IdempotencyKey: in.IdempotencyKey,
+	})
 	if err != nil {
 		return err
 	}
-	WriteJSON(w, http.StatusCreated, map[string]any{"records": viewRecords(recs)})
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	WriteJSON(w, status, map[string]any{"records": viewRecords(recs), "event_type": in.EventType})
 	return nil
 }
 

@@ -45,6 +45,12 @@ type repeaterInput struct {
 	BackoffCodes  []int32           `json:"backoff_codes"`
 	MaxAttempts   *int              `json:"max_attempts"`
 	TimeoutMS     *int              `json:"timeout_ms"`
+	// ConnectionID names a connection of the repeater's domain; 0 detaches.
+	ConnectionID *int64 `json:"connection_id"`
+	// EventTypes are the event types received (empty = all); EventFilter
+	// filters their payloads (store/filter.go; "" = none).
+	EventTypes  []string `json:"event_types"`
+	EventFilter *string  `json:"event_filter"`
 }
 
 // apply copies the fields given onto r.
@@ -64,6 +70,7 @@ func (in *repeaterInput) apply(r *store.Repeater) {
 	if in.BackoffCodes != nil {
 		r.BackoffCodes = store.Int32Array(in.BackoffCodes)
 	}
+	in.applySubscription(r)
 }
 
 func setIfGiven[T any](dst *T, v *T) {
@@ -122,20 +129,12 @@ func (a *API) createRepeater(w http.ResponseWriter, r *http.Request) error {
 
 // listRepeaters is GET /api/v1/repeaters?domain=&include_deleted=&cursor=&limit=.
 func (a *API) listRepeaters(w http.ResponseWriter, r *http.Request) error {
-	p := store.ListRepeatersParams{IncludeDeleted: r.URL.Query().Get("include_deleted") == "true"}
-	var err error
-	if p.Domain, err = queryDomain(r); err != nil {
+	page, err := queryDomainPage(r)
+	if err != nil {
 		return err
 	}
-	if p.Domain, err = scopedDomain(r, p.Domain); err != nil {
-		return err
-	}
-	if p.AfterID, err = decodeCursor(r.URL.Query().Get("cursor")); err != nil {
-		return err
-	}
-	if p.Limit, err = queryLimit(r); err != nil {
-		return err
-	}
+	p := store.ListRepeatersParams{Domain: page.domain, AfterID: page.afterID, Limit: page.limit,
+		IncludeDeleted: r.URL.Query().Get("include_deleted") == "true"}
 	reps, err := a.st.ListRepeaters(r.Context(), p)
 	if err != nil {
 		return err

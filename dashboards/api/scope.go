@@ -52,6 +52,23 @@ func (a *API) ownRepeater(r *http.Request, id int64) (*store.Repeater, error) {
 	return rep, nil
 }
 
+// liveRepeater returns the {id} repeater if the principal sees it and it is
+// not deleted (a 409): what an action on a repeater needs.
+func (a *API) liveRepeater(r *http.Request) (*store.Repeater, error) {
+	id, err := pathID(r)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := a.ownRepeater(r, id)
+	if err != nil {
+		return nil, err
+	}
+	if rep.IsDeleted {
+		return nil, store.Errorf(store.ECONFLICT, "repeater %d is deleted", id)
+	}
+	return rep, nil
+}
+
 // ownRecord returns record id and its attempts if the principal sees its
 // domain, else the store's own 404.
 func (a *API) ownRecord(r *http.Request, id int64) (*store.RepeatRecord, []store.Attempt, error) {

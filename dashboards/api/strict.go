@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"reflect"
 	"strings"
 	"sync"
@@ -93,15 +94,23 @@ func hex4(b []byte, i int) (rune, bool) {
 func checkKeys(b []byte, fields map[string]bool) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
-	return walkKeys(dec, fields, false)
+	if err := walkKeys(dec, fields); err != nil && err != errSyntax {
+		return err
+	}
+	return nil
 }
 
+// errSyntax ends a walk at a syntax error, which the decoder then explains.
+// It must end the walk: the decoder's More keeps answering true past one.
+var errSyntax = errors.New("malformed JSON")
+
 // walkKeys checks the value the decoder is at; fields is non-nil for the
-// top-level object only, and skip is true inside the payload.
-func walkKeys(dec *json.Decoder, fields map[string]bool, skip bool) error {
+// top-level object only. The payload is not checked, only read past (whole:
+// that costs a fraction of walking it token by token).
+func walkKeys(dec *json.Decoder, fields map[string]bool) error {
 	tok, err := dec.Token()
 	if err != nil {
-		return nil
+		return errSyntax
 	}
 	delim, ok := tok.(json.Delim)
 	if !ok || delim == ']' || delim == '}' {
@@ -109,19 +118,24 @@ func walkKeys(dec *json.Decoder, fields map[string]bool, skip bool) error {
 	}
 	seen := map[string]string{}
 	for dec.More() {
-		childSkip := skip
 		if delim == '{' {
 			tok, err := dec.Token()
 			if err != nil {
-				return nil
+				return errSyntax
 			}
 			key, _ := tok.(string)
-			if err := checkKey(seen, fields, key, skip); err != nil {
+			if err := checkKey(seen, fields, key); err != nil {
 				return err
 			}
-			childSkip = skip || fields != nil && key == "payload"
+			if fields != nil && key == "payload" {
+				var raw json.RawMessage
+				if dec.Decode(&raw) != nil {
+					return errSyntax
+				}
+				continue
+			}
 		}
-		if err := walkKeys(dec, nil, childSkip); err != nil {
+		if err := walkKeys(dec, nil); err != nil {
 			return err
 		}
 	}
@@ -129,10 +143,7 @@ func walkKeys(dec *json.Decoder, fields map[string]bool, skip bool) error {
 	return nil
 }
 
-func checkKey(seen map[string]string, fields map[string]bool, key string, skip bool) error {
-	if skip {
-		return nil
-	}
+func checkKey(seen map[string]string, fields map[string]bool, key string) error {
 	if fields != nil && !fields[key] {
 		return store.Errorf(codeBadJSON, "unknown field %q (field names are lower case, exactly as documented)", key)
 	}

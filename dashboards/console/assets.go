@@ -89,4 +89,5 @@ var templates = template.Must(template.New("console").Funcs(template.FuncMap{
 	"num":    formatCount,
 	"plural": plural,
 	"static": staticURL,
+	"rowsOf": rowsOf,
 }).ParseFS(assets, "assets/templates/*.html"))

@@ -2,12 +2,14 @@ package console
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"repeaterd/dashboards/auth"
 	"repeaterd/repeaters"
+	"repeaterd/store"
 )
 
 // Console defaults.
@@ -40,9 +42,21 @@ type Config struct {
 	// MonitorURL is where the header links to the task queues (asynqmon).
 	// Defaults to DefaultMonitorURL ("/monitor/").
 	MonitorURL string
+	// Jobs queues the tasks of the bulk actions' jobs; tasks.Client is
+	// one. Defaults to none: bulk actions are refused.
+	Jobs JobQueue
+	// Prober sends a repeater's test request for the "Send test request"
+	// button; repeaters.Sender is one. Defaults to none: no button.
+	Prober Prober
 	// Logger logs failed queries and flag switches. Defaults to
 	// slog.Default().
 	Logger *slog.Logger
+}
+
+// Prober sends a signed test request to a repeater's endpoint now and says
+// what it answered, writing nothing (repeaters.Sender.Probe).
+type Prober interface {
+	Probe(ctx context.Context, r *store.Repeater) repeaters.ProbeResult
 }
 
 // WithDefaults returns c with its zero fields set to their defaults.

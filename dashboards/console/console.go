@@ -29,6 +29,7 @@ type Console struct {
 	cfg      Config
 	sessions *auth.Sessions
 	rate     rateCache
+	lastHour lastHourCache
 	mux      *http.ServeMux
 }
 
@@ -51,6 +52,17 @@ func New(st *store.Store, cfg Config) (*Console, error) {
 	c.mux.Handle("POST "+loginPath, xorigin.Handler(http.HandlerFunc(c.login)))
 	c.mux.Handle("POST "+logoutPath, xorigin.Handler(http.HandlerFunc(c.logout)))
 	c.mux.Handle(flagPattern, xorigin.Handler(c.requireSession(false, c.setFlag)))
+	// The operator pages (repeaters.go, records.go, jobs.go, domains.go);
+	// their forms are guarded as the switch is.
+	c.mux.HandleFunc("GET "+repeatersPath, c.requireSession(true, c.serveRepeaters))
+	c.mux.HandleFunc("GET "+repeatersPath+"/{id}", c.requireSession(true, c.serveRepeater))
+	c.mux.Handle("POST "+repeatersPath+"/{id}/{action}", xorigin.Handler(c.requireSession(false, c.repeaterAction)))
+	c.mux.Handle("POST "+repeatersPath+"/{id}/bulk", xorigin.Handler(c.requireSession(false, c.bulkAction)))
+	c.mux.HandleFunc("GET "+recordsPath+"/{id}", c.requireSession(true, c.serveRecord))
+	c.mux.HandleFunc("GET "+jobsPath+"/{id}", c.requireSession(true, c.serveJob))
+	c.mux.HandleFunc("GET "+jobsPath+"/{id}/fragment", c.requireSession(false, c.serveJobFragment))
+	c.mux.HandleFunc("GET "+domainsPath, c.requireSession(true, c.serveDomains))
+	c.mux.HandleFunc("GET "+domainsPath+"/{domain}", c.requireSession(true, c.serveDomains))
 	// Other paths get the mux's 404, and other methods its 405.
 	return c, nil
 }

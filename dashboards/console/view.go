@@ -164,3 +164,158 @@ type flagRow struct {
 	SetAgo   string
 	Action   string // the switch's form action
 }
+
+// The operator pages (repeaters.go, records.go, jobs.go, domains.go).
+
+// Frame is what every operator page's header needs.
+type Frame struct {
+	Title      string
+	CSRF       string
+	LogoutURL  string
+	MonitorURL string
+	// Here is the page's own path, where its forms come back to.
+	Here string
+	// Fragment, when set, is the URL the script refreshes #dash from.
+	Fragment string
+}
+
+type repeatersView struct {
+	Frame
+	Err     string
+	Domain  string
+	Domains []string
+	Rows    []repeaterRowView
+	NextURL string
+}
+
+type repeaterRowView struct {
+	ID                           int64
+	Name, Domain, URL, DomainURL string
+	State, StateClass            string
+	Until                        time.Time
+	UntilIn                      string
+	Pending, Fail                string
+	Success, Failed, Rejected    int64
+	Workers, MaxWorkers          int
+	Paused, Deleted              bool
+	LastError, LastState         string
+	LastStatus                   int
+	LastAt                       time.Time
+	Actions                      []actionView
+}
+
+type actionView struct {
+	Name, Label, URL string
+}
+
+type settingView struct {
+	Name, Value string
+}
+
+type stateCountView struct {
+	State, Count, URL string
+}
+
+type filterView struct {
+	State, Key, After, Before string
+}
+
+type repeaterView struct {
+	Frame
+	Err        string
+	Row        repeaterRowView
+	Settings   []settingView
+	Counts     []stateCountView
+	Filter     filterView
+	States     []string
+	Records    []recordRowView
+	NextURL    string
+	Matching   string
+	BulkAction string
+}
+
+type recordRowView struct {
+	ID           int64
+	URL          string
+	State        string
+	RegisteredAt time.Time
+	Attempts     int
+	MaxTries     int
+	PayloadID    int64
+	Key          string
+	Requested    string
+	Due          string
+	Sending      bool
+}
+
+type recordView struct {
+	Frame
+	Err         string
+	Row         recordRowView
+	RepeaterID  int64
+	RepeaterURL string
+	Domain      string
+	Payload     payloadView
+	Attempts    []attemptView
+}
+
+type payloadView struct {
+	ContentType string
+	Size        string
+	Body        string
+	Formatted   string // "JSON", "XML" or "" (shown as stored)
+	Truncated   bool
+}
+
+type attemptView struct {
+	State    string
+	Status   int
+	Duration time.Duration
+	Message  string
+	At       time.Time
+}
+
+type jobPageView struct {
+	Frame
+	Job jobView
+}
+
+type jobView struct {
+	ID                                 int64
+	Action, State, Error               string
+	Total, Processed, Changed, Skipped int64
+	Percent                            int
+	CreatedAt                          time.Time
+	FinishedAt                         *time.Time
+	Finished                           bool
+	RefreshMS                          int
+	RepeaterURL                        string
+}
+
+type domainsView struct {
+	Frame
+	Err       string
+	Domain    string
+	States    []string
+	Rows      []domainRowView
+	Repeaters []repeaterRowView
+}
+
+type domainRowView struct {
+	Domain, URL, RepeatersURL string
+	Repeaters                 int64
+	Counts                    []stateCount
+	Flags                     []flagRow
+	Live                      bool
+}
+
+// repeaterRowsView is the "repeater-rows" template's argument: the rows
+// and what their forms carry.
+type repeaterRowsView struct {
+	CSRF, Here string
+	Rows       []repeaterRowView
+}
+
+func rowsOf(f Frame, rows []repeaterRowView) repeaterRowsView {
+	return repeaterRowsView{CSRF: f.CSRF, Here: f.Here, Rows: rows}
+}

@@ -27,7 +27,7 @@ type Windowed struct {
 	current  int64
 	inWindow int
 	accepted map[int64]int
-	refused  int
+	refused  map[int64]int
 }
 
 // WindowOf is the window index of at.
@@ -42,7 +42,7 @@ func (w *Windowed) Respond(rw http.ResponseWriter, _ *http.Request) {
 	win := WindowOf(clock.Now(), w.Window)
 	w.mu.Lock()
 	if w.accepted == nil {
-		w.accepted = map[int64]int{}
+		w.accepted, w.refused = map[int64]int{}, map[int64]int{}
 	}
 	if win != w.current {
 		w.current, w.inWindow = win, 0
@@ -52,7 +52,7 @@ func (w *Windowed) Respond(rw http.ResponseWriter, _ *http.Request) {
 		w.inWindow++
 		w.accepted[win]++
 	} else {
-		w.refused++
+		w.refused[win]++
 	}
 	w.mu.Unlock()
 	if ok {
@@ -62,19 +62,25 @@ func (w *Windowed) Respond(rw http.ResponseWriter, _ *http.Request) {
 	rw.WriteHeader(http.StatusServiceUnavailable)
 }
 
-// Counts returns how many deliveries were accepted and refused, and how
-// many windows of [from, to) accepted at least one, of how many.
+// Counts returns how many deliveries the windows of [from, to) accepted
+// and refused, and how many of those windows accepted at least one.
 func (w *Windowed) Counts(from, to time.Time) (accepted, refused, windowsDelivered, windows int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	first, last := WindowOf(from, w.Window), WindowOf(to, w.Window)
+	in := func(win int64) bool { return win >= first && win < last }
 	for win, n := range w.accepted {
-		accepted += n
-		if win >= first && win < last {
+		if in(win) {
+			accepted += n
 			windowsDelivered++
 		}
 	}
-	return accepted, w.refused, windowsDelivered, int(last - first)
+	for win, n := range w.refused {
+		if in(win) {
+			refused += n
+		}
+	}
+	return accepted, refused, windowsDelivered, int(last - first)
 }
 
 // BlackHole is an endpoint that accepts connections and never answers: a

@@ -29,6 +29,11 @@ func TestWindowedAcceptsOnePerWindow(t *testing.T) {
 	if accepted != 3 || refused != 3 || delivering != 3 || windows != 3 {
 		t.Fatalf("counts %d accepted %d refused, %d of %d windows; want 3, 3, 3 of 3", accepted, refused, delivering, windows)
 	}
+	accepted, refused, delivering, windows = w.Counts(start.Add(2*time.Second), start.Add(6*time.Second))
+	if accepted != 2 || refused != 1 || delivering != 2 || windows != 2 {
+		t.Fatalf("counts from the second window %d accepted %d refused, %d of %d windows; want 2, 1, 2 of 2",
+			accepted, refused, delivering, windows)
+	}
 }
 
 func TestBlackHoleHoldsRequestsUntilClosed(t *testing.T) {

@@ -212,3 +212,37 @@ func TestServerSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// SeedHistory loads without repeat_records' secondary indexes and builds
+// them after: every index is there again, as it was, and valid.
+func TestSeedHistoryRebuildsEveryIndex(t *testing.T) {
+	st := storetest.NewStore(t)
+	indexes := func() []string {
+		rows, err := st.Pool().Query(ctx, `SELECT pg_get_indexdef(indexrelid) || CASE WHEN indisvalid THEN '' ELSE ' INVALID' END
+			FROM pg_index WHERE indrelid = 'repeat_records'::regclass ORDER BY 1`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return defs
+	}
+	before := indexes()
+	if len(before) < 5 {
+		t.Fatalf("only %d indexes on repeat_records before the load", len(before))
+	}
+	loaded := 0
+	err := benchdb.SeedHistory(ctx, st.Pool(), benchdb.HistoryParams{Domains: 3, Repeaters: 10, Records: 5000,
+		ReadyFraction: 0.1, Chunk: 2000, Progress: func(n int) { loaded = n }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after := indexes(); !slices.Equal(after, before) {
+		t.Fatalf("indexes after the load:\n%s\nwant:\n%s", strings.Join(after, "\n"), strings.Join(before, "\n"))
+	}
+	if n := storetest.Count(t, st, `SELECT count(*) FROM repeat_records`); n != 5000 || loaded != 5000 {
+		t.Fatalf("%d records (progress %d), want 5000", n, loaded)
+	}
+}

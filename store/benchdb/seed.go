@@ -3,6 +3,7 @@ package benchdb
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -63,17 +64,76 @@ func SeedHistory(ctx context.Context, pool *pgxpool.Pool, p HistoryParams) error
 			_, _ = conn.Exec(context.WithoutCancel(ctx), `RESET session_replication_role`)
 		}
 	}()
+	rebuild, err := dropRecordIndexes(ctx, conn)
+	if err != nil {
+		return err
+	}
 	for from := 1; from <= p.Records; from += p.Chunk {
 		to := min(from+p.Chunk-1, p.Records)
 		if err := seedRecords(ctx, conn, p, payload, from, to); err != nil {
+			_ = rebuild(context.WithoutCancel(ctx))
 			return err
 		}
 		if p.Progress != nil {
 			p.Progress(to)
 		}
 	}
+	if err := rebuild(ctx); err != nil {
+		return err
+	}
+	if err := MarkRepeatersWithWork(ctx, pool); err != nil {
+		return err
+	}
 	_, err = conn.Exec(ctx, `ANALYZE`)
 	return err
+}
+
+// dropRecordIndexes drops repeat_records' indexes but its primary key, for
+// a bulk load: building an index once after it is several times faster
+// than keeping it during 100 M inserts, as a restore does. rebuild creates
+// them again, as they were; if the load fails first, rebuild still has to
+// run (its own context), so callers run it however they leave.
+func dropRecordIndexes(ctx context.Context, conn *pgxpool.Conn) (rebuild func(context.Context) error, err error) {
+	rows, err := conn.Query(ctx, `SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
+		FROM pg_index i WHERE i.indrelid = 'repeat_records'::regclass AND NOT i.indisprimary`)
+	if err != nil {
+		return nil, err
+	}
+	var names, defs []string
+	var name, def string
+	if _, err := pgx.ForEachRow(rows, []any{&name, &def}, func() error {
+		names, defs = append(names, name), append(defs, def)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	done := false
+	rebuild = func(ctx context.Context) error {
+		if done {
+			return nil
+		}
+		done = true
+		for _, set := range []string{`SET maintenance_work_mem = '1GB'`, `SET max_parallel_maintenance_workers = 2`} {
+			if _, err := conn.Exec(ctx, set); err != nil {
+				return err
+			}
+		}
+		for _, def := range defs {
+			// IF NOT EXISTS: after a failed drop, some were never dropped.
+			if _, err := conn.Exec(ctx, strings.Replace(def, " INDEX ", " INDEX IF NOT EXISTS ", 1)); err != nil {
+				return fmt.Errorf("benchdb: rebuild index: %w", err)
+			}
+		}
+		_, err := conn.Exec(ctx, `RESET maintenance_work_mem; RESET max_parallel_maintenance_workers`)
+		return err
+	}
+	for _, n := range names {
+		if _, err := conn.Exec(ctx, `DROP INDEX `+n); err != nil {
+			_ = rebuild(context.WithoutCancel(ctx))
+			return nil, fmt.Errorf("benchdb: drop index %s: %w", n, err)
+		}
+	}
+	return rebuild, nil
 }
 
 // seedRecords inserts history records from to to (1-based, inclusive),

@@ -30,6 +30,11 @@ type Options struct {
 	// DatabaseURL names the Postgres server; each scenario creates its own
 	// database there, through the server's "postgres" database.
 	DatabaseURL string
+	// FsyncOffURL names a second Postgres server with fsync off (the test
+	// instance), for the throughput scenario's second column; empty leaves
+	// the column out. `scripts/services.sh up --durable` sets
+	// REPEATERD_BENCH_FSYNC_OFF_URL to it.
+	FsyncOffURL string
 	// RedisURL names the Redis server; each scenario flushes and uses a DB
 	// index of its own.
 	RedisURL string
@@ -50,6 +55,10 @@ type Options struct {
 	// Duration overrides the dead-endpoint window (60s) and the stats load
 	// window.
 	Duration time.Duration
+	// CPUProfile, when set, receives a CPU profile of the throughput
+	// scenario's new-path phase on DatabaseURL (other scenarios are
+	// profiled whole by the command).
+	CPUProfile string
 	// KeepDB leaves each scenario's database in place afterwards.
 	KeepDB bool
 	// Out receives the report; Log receives progress and engine warnings.
@@ -87,6 +96,8 @@ func Scenarios() []Scenario {
 		{Name: "throughput", About: "deliveries/s to a 200-at-once sink, new path vs legacy, and the sink's ceiling",
 			Sizes: "records, e.g. 100k (full)", redisDB: 57, comparesPaths: true,
 			size: sizePreset{100_000, 40_000, "records"}, run: runThroughput},
+		{Name: "ingest", About: "records/s through the API, one per request and 100 per batch, 32 clients, deliveries running; the store's own ceiling",
+			Sizes: "none: --duration sets each mode's window (15s full, 8s quick)", redisDB: 54, run: runIngest},
 		{Name: "fairness", About: "quiet domains' registration→delivery latency behind one noisy domain",
 			Sizes: "the noisy domain's records, e.g. 50k (full)", redisDB: 58, comparesPaths: true,
 			size: sizePreset{50_000, 20_000, "noisy_records"}, run: runFairness},
@@ -96,14 +107,16 @@ func Scenarios() []Scenario {
 		{Name: "latency", About: "idle system: registration → first attempt",
 			Sizes: "records registered one at a time, e.g. 1000 (full)", redisDB: 60, comparesPaths: true,
 			size: sizePreset{1000, 300, "records_new"}, run: runLatency},
-		{Name: "memory", About: "peak RSS of `repeaterd run --roles dispatcher,worker,scheduler` draining a backlog",
-			Sizes: "backlog records, e.g. 100k (full)", redisDB: 61, comparesPaths: true,
-			size: sizePreset{100_000, 40_000, "records"}, run: runMemory},
+		{Name: "memory", About: "peak RSS of `repeaterd run` (every role) draining a backlog",
+			Sizes: "backlog records, e.g. 1M (full)", redisDB: 61, comparesPaths: true,
+			size: sizePreset{1_000_000, 40_000, "records"}, run: runMemory},
 		{Name: "hostile", About: "poison record, slow tenants, fragile endpoint, exact rate limits: new path vs legacy",
 			Sizes: "full: the fragile endpoint watched 60s; quick: 30s", redisDB: 62, comparesPaths: true, run: runHostile},
 		{Name: "stats", About: "WAL stats consumer: apply throughput, lag at 2,000 changes/s, exact after kill -9",
 			Sizes: "seeded history records, e.g. 1M (full)", size: sizePreset{1_000_000, 200_000, "history_records"},
 			run: runStats},
+		{Name: "console", About: "console page render times over 2,000 repeaters and a long history",
+			Sizes: "records, e.g. 10M (full) or 1M (quick)", size: sizePreset{10_000_000, 1_000_000, "records"}, run: runConsole},
 	}
 }
 

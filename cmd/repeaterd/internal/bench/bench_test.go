@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -189,5 +190,27 @@ func TestServeSinkAnnounces(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestParseCommandStats(t *testing.T) {
+	got := parseCommandStats("# Commandstats\r\ncmdstat_get:calls=12,usec=30,usec_per_call=2.50,rejected_calls=0,failed_calls=0\r\n" +
+		"cmdstat_evalsha:calls=7,usec=700,usec_per_call=100.00\r\nused_cpu_sys:1.0\r\n")
+	if len(got) != 2 || got["get"] != 12 || got["evalsha"] != 7 {
+		t.Fatalf("got %v", got)
+	}
+}
+
+func TestProcCPUOfThisProcess(t *testing.T) {
+	self, _, err := procCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ppid, err := procStat(os.Getpid())
+	if err != nil || ppid != os.Getppid() {
+		t.Fatalf("parent %d (%v), want %d", ppid, err, os.Getppid())
+	}
+	if self < 0 {
+		t.Fatalf("cpu %s", self)
 	}
 }

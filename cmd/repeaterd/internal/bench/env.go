@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -31,6 +32,9 @@ type env struct {
 	res      *Result
 	// size is the scenario's size preset resolved from --size.
 	size int
+	// server, when set, is the Postgres server freshDB uses instead of
+	// opt.DatabaseURL (the fsync-off column).
+	server string
 }
 
 // prepare resolves the scenario's size and notes what every scenario of
@@ -52,7 +56,7 @@ func (e *env) prepare() error {
 
 // freshDB drops and recreates the scenario's database, migrated.
 func (e *env) freshDB(ctx context.Context) (*store.Store, error) {
-	url, err := benchdb.RecreateDatabase(ctx, e.opt.DatabaseURL, e.dbName)
+	url, err := benchdb.RecreateDatabase(ctx, cmp.Or(e.server, e.opt.DatabaseURL), e.dbName)
 	if err != nil {
 		return nil, err
 	}
@@ -191,4 +195,19 @@ func stopChild(p *os.Process, exited <-chan struct{}, grace time.Duration) {
 		_ = p.Kill()
 		<-exited
 	}
+}
+
+// onFsyncOffServer runs fn with freshDB on the fsync-off server, and drops
+// the scenario's database there afterwards.
+func (e *env) onFsyncOffServer(ctx context.Context, fn func() error) error {
+	e.server = e.opt.FsyncOffURL
+	defer func() {
+		e.server = ""
+		if !e.opt.KeepDB {
+			if err := benchdb.DropDatabase(context.WithoutCancel(ctx), e.opt.FsyncOffURL, e.dbName); err != nil {
+				e.logf("drop %s on the fsync-off server: %v", e.dbName, err)
+			}
+		}
+	}()
+	return fn()
 }

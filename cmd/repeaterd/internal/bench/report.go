@@ -38,19 +38,29 @@ type Goal struct {
 
 // Machine describes where the run happened.
 type Machine struct {
-	CPUs       int    `json:"cpus"`
-	MemTotal   string `json:"mem_total"`
-	Postgres   string `json:"postgres"`
-	Redis      string `json:"redis"`
-	Go         string `json:"go"`
-	LoadStart  string `json:"loadavg_start"`
-	LoadEnd    string `json:"loadavg_end"`
-	GOMAXPROCS int    `json:"gomaxprocs"`
+	CPUs     int    `json:"cpus"`
+	MemTotal string `json:"mem_total"`
+	Postgres string `json:"postgres"`
+	// Durability is the Postgres server's commit settings (fsync,
+	// synchronous_commit, full_page_writes, shared_buffers).
+	Durability string `json:"postgres_durability"`
+	// FsyncOffServer is the second server's, when one is given for the
+	// fsync-off column.
+	FsyncOffServer string `json:"postgres_fsync_off_server,omitempty"`
+	Redis          string `json:"redis"`
+	Go             string `json:"go"`
+	LoadStart      string `json:"loadavg_start"`
+	LoadEnd        string `json:"loadavg_end"`
+	GOMAXPROCS     int    `json:"gomaxprocs"`
 }
 
 func (m Machine) String() string {
-	return fmt.Sprintf("%d CPUs, %s RAM, PostgreSQL %s, Redis %s, %s, loadavg %s (co-located: PG, Redis, sink, repeaterd)",
-		m.CPUs, m.MemTotal, m.Postgres, m.Redis, m.Go, m.LoadStart)
+	s := fmt.Sprintf("%d CPUs, %s RAM, PostgreSQL %s (%s), Redis %s, %s, loadavg %s (co-located: PG, Redis, sink, repeaterd; the machine is shared with other engineers' tests)",
+		m.CPUs, m.MemTotal, m.Postgres, m.Durability, m.Redis, m.Go, m.LoadStart)
+	if m.FsyncOffServer != "" {
+		s += "; fsync-off column on a second server (" + m.FsyncOffServer + ")"
+	}
+	return s
 }
 
 func machine(ctx context.Context, opt Options) Machine {
@@ -66,7 +76,14 @@ func machine(ctx context.Context, opt Options) Machine {
 	}
 	if st, err := store.Open(ctx, opt.DatabaseURL); err == nil {
 		m.Postgres, _ = benchdb.ServerVersion(ctx, st.Pool())
+		m.Durability, _ = benchdb.Durability(ctx, st.Pool())
 		st.Close()
+	}
+	if opt.FsyncOffURL != "" {
+		if st, err := store.Open(ctx, opt.FsyncOffURL); err == nil {
+			m.FsyncOffServer, _ = benchdb.Durability(ctx, st.Pool())
+			st.Close()
+		}
 	}
 	if o, err := redis.ParseURL(opt.RedisURL); err == nil {
 		c := redis.NewClient(o)

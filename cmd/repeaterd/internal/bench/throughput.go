@@ -31,7 +31,7 @@ func runThroughput(ctx context.Context, e *env) error {
 	e.figure("domains", nDomains)
 
 	type phase struct {
-		newPath            bool
+		phaseLabel
 		delivered          int64
 		wall, firstArrival time.Duration
 		avg, sustained     float64
@@ -39,8 +39,8 @@ func runThroughput(ctx context.Context, e *env) error {
 		sinkRequests       int
 		sinkDups           int
 	}
-	phases := []phase{{newPath: true}, {newPath: false}}
-	err := eachSide(ctx, e, phases, func(p *phase, st *store.Store, sink *sinkProc) error {
+	phases := []phase{{phaseLabel: phaseLabel{newPath: true}}, {phaseLabel: phaseLabel{newPath: false}}}
+	run := func(p *phase, st *store.Store, sink *sinkProc) error {
 		newPath := p.newPath
 		loaded, err := e.spreadBacklog(ctx, st, sink.URL("/throughput"), domainNames("tp", nDomains), nRepeaters/nDomains, total)
 		if err != nil {
@@ -50,18 +50,31 @@ func runThroughput(ctx context.Context, e *env) error {
 		if !newPath {
 			limit = legacyLimit
 		}
-		began := time.Now()
-		sys, err := e.startSystem(ctx, newPath)
+		prof, err := e.startProfile(ctx, st, sink.cmd.Process.Pid)
 		if err != nil {
 			return err
 		}
-		samples, werr := e.watch(ctx, pathName(newPath), began, limit, loaded,
+		stopCPU, err := e.cpuProfile(p.newPath && !p.fsyncOff)
+		if err != nil {
+			return err
+		}
+		began := time.Now()
+		sys, err := e.startSystem(ctx, newPath)
+		if err != nil {
+			stopCPU()
+			return err
+		}
+		samples, werr := e.watch(ctx, p.label(), began, limit, loaded,
 			func(ctx context.Context) (int64, error) { return benchdb.CountSuccess(ctx, st.Pool(), nil) })
+		stopCPU()
 		sys.stop()
 		if werr != nil {
 			return werr
 		}
 		last := samples[len(samples)-1]
+		if err := prof.finish(ctx, e, st, p.key(), last.Count); err != nil {
+			return err
+		}
 		p.delivered, p.wall = last.Count, last.At
 		p.drained = last.Count >= loaded
 		p.avg = float64(last.Count) / last.At.Seconds()
@@ -73,9 +86,19 @@ func runThroughput(ctx context.Context, e *env) error {
 		}
 		p.sinkRequests, p.sinkDups = ss.Requests, ss.Duplicates
 		return nil
-	})
-	if err != nil {
+	}
+	if err := eachSide(ctx, e, phases, run); err != nil {
 		return err
+	}
+	if e.opt.FsyncOffURL != "" {
+		// The second column: the new path again on the test server.
+		fast := phase{phaseLabel: phaseLabel{newPath: true, fsyncOff: true}}
+		if err := e.onFsyncOffServer(ctx, func() error {
+			return e.side(ctx, func(st *store.Store, sink *sinkProc) error { return run(&fast, st, sink) })
+		}); err != nil {
+			return err
+		}
+		phases = append(phases, fast)
 	}
 
 	// The sink's own ceiling, in a fresh sink process, nothing else running.
@@ -94,7 +117,7 @@ func runThroughput(ctx context.Context, e *env) error {
 		FormatCount(total), nRepeaters, nDomains)
 	tw := e.table("PATH", "DELIVERED", "DRAINED", "WALL s", "FIRST DELIVERY s", "AVG /s", "SUSTAINED /s (10-90%)", "SINK REQS", "SINK DUPS")
 	for _, p := range phases {
-		row(tw, pathName(p.newPath), p.delivered, p.drained, fmt.Sprintf("%.1f", p.wall.Seconds()),
+		row(tw, p.label(), p.delivered, p.drained, fmt.Sprintf("%.1f", p.wall.Seconds()),
 			fmt.Sprintf("%.1f", p.firstArrival.Seconds()), fmt.Sprintf("%.0f", p.avg), fmt.Sprintf("%.0f", p.sustained),
 			p.sinkRequests, p.sinkDups)
 	}
@@ -111,7 +134,7 @@ func runThroughput(ctx context.Context, e *env) error {
 	}
 	e.notef("the sink ceiling comes from %d keep-alive clients in the bench process posting %d-byte bodies for 5s", conns, len(body))
 	for _, p := range phases {
-		e.figure(pathName(p.newPath), map[string]any{
+		e.figure(p.key(), map[string]any{
 			"delivered": p.delivered, "drained": p.drained, "wall_s": round2(p.wall.Seconds()),
 			"first_delivery_s": round2(p.firstArrival.Seconds()), "avg_per_s": round2(p.avg),
 			"sustained_per_s": round2(p.sustained), "sink_requests": p.sinkRequests, "sink_duplicates": p.sinkDups,
@@ -120,9 +143,32 @@ func runThroughput(ctx context.Context, e *env) error {
 	e.figure("sink_ceiling_per_s", round2(ceiling))
 	e.figure("sink_ceiling_errors", lr.Errors)
 	e.figure("ratio_new_legacy", round2(r))
-	e.goal("new path sustained", "≥ 5000/s", fmt.Sprintf("%.0f/s", newP.sustained), newP.sustained >= 5000)
-	e.goal("new vs legacy", "≥ 3×", fmt.Sprintf("%.1f×", r), r >= 3)
+	share := ratio(newP.sustained, ceiling)
+	e.figure("share_of_ceiling", round2(share))
+	e.goal("new path sustained (durable settings: "+e.res.Machine.Durability+")", "≥ 10000/s", fmt.Sprintf("%.0f/s", newP.sustained), newP.sustained >= 10000)
+	e.goal("new path share of the sink ceiling", "≥ 40 %", fmt.Sprintf("%.0f %%", 100*share), share >= 0.4)
+	e.goal("new vs legacy", "≥ 15×", fmt.Sprintf("%.1f×", r), r >= 15)
 	return nil
+}
+
+// phaseLabel names a throughput phase: "new", "legacy", "new (fsync off)"
+// (the second column: the new path on the fsync-off server).
+type phaseLabel struct {
+	newPath, fsyncOff bool
+}
+
+func (l phaseLabel) label() string {
+	if l.fsyncOff {
+		return pathName(l.newPath) + " (fsync off)"
+	}
+	return pathName(l.newPath)
+}
+
+func (l phaseLabel) key() string {
+	if l.fsyncOff {
+		return pathName(l.newPath) + "_fsync_off"
+	}
+	return pathName(l.newPath)
 }
 
 // loadResult is what the plain load generator achieved.

@@ -4,6 +4,10 @@
 // in, so the page stays current without reloading; without JavaScript a
 // <noscript> meta refresh reloads the page instead.
 //
+// Pages without data-fragment are not refreshed; a fragment whose #dash
+// says data-refresh-ms="0" is final (a finished bulk job) and ends the
+// refreshes. On a record list, #select-all checks every row's box.
+//
 // When the session has ended (401) it reloads the page, which sends the
 // browser to the login form.
 //
@@ -12,7 +16,14 @@
 // "console:refresh-failed" with detail.error. Tests wait on these.
 (function () {
   'use strict';
+  var selectAll = document.getElementById('select-all');
+  if (selectAll) {
+    selectAll.addEventListener('change', function () {
+      document.querySelectorAll('input.select-row').forEach(function (box) { box.checked = selectAll.checked; });
+    });
+  }
   var fragmentURL = document.body.getAttribute('data-fragment');
+  if (!fragmentURL || !document.getElementById('dash')) { return; }
   var status = document.getElementById('refresh-status');
   function dash() { return document.getElementById('dash'); }
   function announce(name, detail) {
@@ -20,6 +31,7 @@
   }
   function schedule() {
     var ms = parseInt(dash().getAttribute('data-refresh-ms'), 10);
+    if (ms === 0) { return; }
     setTimeout(refresh, ms > 0 ? ms : 5000);
   }
   function refresh() {
