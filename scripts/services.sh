@@ -134,6 +134,10 @@ pg_up() {
 				max_replication_slots = 40
 				max_wal_senders = 40
 				max_connections = 300
+				# A stats slot left inactive between runs keeps every database's
+				# WAL on this shared server; past this it is invalidated, and the
+				# consumer recreates it and recounts when it next starts.
+				max_slot_wal_keep_size = 2GB
 			CONF
 			"$settings"
 		} >>"$data/postgresql.conf"

@@ -204,6 +204,9 @@ type ReplicationSlot struct {
 	Plugin         string
 	Active         bool
 	ConfirmedFlush pglogrepl.LSN // 0 until the slot is consistent
+	// Lost: the server removed WAL the slot still needed (it fell further
+	// behind than max_slot_wal_keep_size); it can stream nothing again.
+	Lost bool
 }
 
 // GetReplicationSlot returns the slot of this database named name; ENOTFOUND
@@ -211,8 +214,9 @@ type ReplicationSlot struct {
 func (s *Store) GetReplicationSlot(ctx context.Context, name string) (*ReplicationSlot, error) {
 	var plugin, flush *string
 	r := ReplicationSlot{Name: name}
-	err := s.pool.QueryRow(ctx, `SELECT plugin, active, confirmed_flush_lsn::text FROM pg_replication_slots
-		WHERE slot_name = $1 AND database = current_database()`, name).Scan(&plugin, &r.Active, &flush)
+	err := s.pool.QueryRow(ctx, `SELECT plugin, active, confirmed_flush_lsn::text, wal_status IS NOT DISTINCT FROM 'lost'
+		FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database()`, name).
+		Scan(&plugin, &r.Active, &flush, &r.Lost)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, Errorf(ENOTFOUND, "replication slot %q not found", name)
 	}

@@ -39,8 +39,14 @@ type envRepeater struct {
 
 func newEnv(t testing.TB, domains int) *env {
 	t.Helper()
+	return newEnvOn(t, storetest.NewDB(t), domains)
+}
+
+// newEnvOn is newEnv on the migrated database at url.
+func newEnvOn(t testing.TB, url string, domains int) *env {
+	t.Helper()
 	ctx := context.Background()
-	e := &env{url: storetest.NewDB(t), applied: newAppliedSignal()}
+	e := &env{url: url, applied: newAppliedSignal()}
 	st, err := store.Open(ctx, e.url)
 	if err != nil {
 		t.Fatal(err)

@@ -10,8 +10,8 @@ import (
 )
 
 // prepareSlot returns where to stream from: the stored applied LSN when the
-// slot is the one the stats were counted against, else a new slot's
-// consistent point after counting the existing records.
+// slot is the one the stats were counted against and can still stream,
+// else a new slot's consistent point after counting the existing records.
 func (c *Consumer) prepareSlot(ctx context.Context, conn *replConn) (pglogrepl.LSN, error) {
 	applied, err := c.store.AppliedLSN(ctx, c.cfg.SlotName)
 	fed := err == nil
@@ -24,10 +24,16 @@ func (c *Consumer) prepareSlot(ctx context.Context, conn *replConn) (pglogrepl.L
 	}
 	// Acknowledgements never pass the stored LSN, so a slot confirmed beyond
 	// it has been advanced or recreated by someone else and skipped changes.
-	if fed && slot != nil && slot.ConfirmedFlush <= applied {
+	if fed && slot != nil && !slot.Lost && slot.ConfirmedFlush <= applied {
 		return applied, nil
 	}
 	switch {
+	case slot != nil && slot.Lost:
+		c.cfg.Logger.Warn("stats: the slot fell behind max_slot_wal_keep_size and lost WAL it needed; recreating it and recounting",
+			"slot", c.cfg.SlotName, "applied_lsn", applied)
+		if err := conn.dropSlot(ctx, c.cfg.SlotName); err != nil {
+			return 0, fmt.Errorf("stats: drop lost slot: %w", err)
+		}
 	case slot != nil:
 		c.cfg.Logger.Warn("stats: slot does not match the stored counts; recreating it and recounting",
 			"slot", c.cfg.SlotName, "applied_lsn", applied, "confirmed_flush_lsn", slot.ConfirmedFlush)

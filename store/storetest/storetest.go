@@ -108,7 +108,13 @@ func NewStore(t testing.TB) *store.Store {
 
 func adminConn(t testing.TB) *pgx.Conn {
 	t.Helper()
-	conn, err := pgx.Connect(context.Background(), withDatabase(DatabaseURL(), "postgres"))
+	return adminConnTo(t, DatabaseURL())
+}
+
+// adminConnTo connects to the postgres database of the server at url.
+func adminConnTo(t testing.TB, url string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), withDatabase(url, "postgres"))
 	if err != nil {
 		t.Fatalf("storetest: connect: %v (is `make services` up?)", err)
 	}
