@@ -147,7 +147,7 @@ func (l *Legacy) SendRecord(ctx context.Context, c LegacyClaim) error {
 	case r.IsPaused:
 		return l.Store.PostponeRecord(ctx, c.RecordID, c.Owner, clock.Now().Add(l.Schedule.Delay(1)))
 	}
-	ready, err := l.Store.ClaimRecord(ctx, c.RecordID, c.Owner, r.Timeout()+time.Minute)
+	ready, err := l.Store.ClaimRecord(ctx, c.RecordID, c.Owner, l.Sender.Timeout(r)+time.Minute)
 	if store.ErrorCode(err) == store.ENOTFOUND {
 		// Not ours any more; a cancel waiting on our claim takes effect.
 		return l.Store.ReleaseClaims(ctx, []int64{c.RecordID}, c.Owner)

@@ -57,6 +57,10 @@ type SenderConfig struct {
 	// Clock stamps attempts and webhook timestamps and reads Retry-After
 	// dates. Defaults to the system clock.
 	Clock Clock
+	// MaxTimeout caps every request's timeout, whatever the repeater was
+	// saved with: lowering --max-timeout reaches repeaters saved under a
+	// higher cap at once. Defaults to store.DefaultMaxTimeout.
+	MaxTimeout time.Duration
 	// EgressProxy is an HTTP proxy URL every request leaves through
 	// (REPEATERD_EGRESS_PROXY, proxy.go); the SSRF policy still applies to
 	// the destination. Defaults to none.
@@ -70,6 +74,9 @@ func (c SenderConfig) WithDefaults() SenderConfig {
 	}
 	if c.MaxRetryAfter <= 0 {
 		c.MaxRetryAfter = DefaultSenderMaxRetryAfter
+	}
+	if c.MaxTimeout <= 0 {
+		c.MaxTimeout = store.DefaultMaxTimeout
 	}
 	c.Version = cmp.Or(c.Version, DefaultSenderVersion)
 	c.Clock = clockOr(c.Clock)
@@ -208,7 +215,7 @@ type message struct {
 func (s *Sender) deliver(ctx context.Context, r *store.Repeater, m message) store.Outcome {
 	at, began := s.cfg.Clock.Now(), time.Now()
 	out := store.Outcome{State: store.StateFail, AttemptedAt: at}
-	timeout := senderTimeout(r)
+	timeout := s.Timeout(r)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	tokens := s.exchange(ctx, r, m, at, &out, timeout)
@@ -250,12 +257,14 @@ func (s *Sender) exchange(ctx context.Context, r *store.Repeater, m message, at 
 	}
 }
 
-// senderTimeout is the repeater's per-request timeout, default when unset.
-func senderTimeout(r *store.Repeater) time.Duration {
-	if d := r.Timeout(); d > 0 {
-		return d
+// Timeout is a request's timeout to r: the repeater's (the default when
+// unset), at most MaxTimeout.
+func (s *Sender) Timeout(r *store.Repeater) time.Duration {
+	d := r.Timeout()
+	if d <= 0 {
+		d = DefaultRequestTimeout
 	}
-	return DefaultRequestTimeout
+	return min(d, s.cfg.MaxTimeout)
 }
 
 // newRequest builds m's request to r, and returns the OAuth2 token it

@@ -545,3 +545,28 @@ func TestSendBatchAlreadyCancelled(t *testing.T) {
 		t.Errorf("Send with an ended context = %+v; want a Fail, not sent", out)
 	}
 }
+
+// A repeater saved under a higher cap (--max-timeout lowered since) waits
+// no longer than the cap now in force.
+func TestSendTimeoutIsCappedByMaxTimeout(t *testing.T) {
+	release := make(chan struct{})
+	srv := newHTTPSink(t, func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	})
+	t.Cleanup(func() { close(release) })
+	r := httpRepeater(srv.URL)
+	r.TimeoutMS = 60_000
+	began := time.Now()
+	out := newHTTPSender(t, SenderConfig{AllowPrivateTargets: true, MaxTimeout: 80 * time.Millisecond}).
+		Send(context.Background(), r, httpRecord(1, "{}"))
+	if out.State != store.StateFail || !strings.Contains(out.Message, "timed out (timeout 80ms)") {
+		t.Fatalf("outcome = %+v; want a Fail that says it timed out at the cap", out)
+	}
+	if took := time.Since(began); took > 10*time.Second {
+		t.Fatalf("the send took %s; the cap is 80ms", took)
+	}
+}

@@ -103,12 +103,14 @@ func (c EngineConfig) WithDefaults() EngineConfig {
 	c.LockTTL = cmp.Or(c.LockTTL, repeaters.DefaultLockTTL)
 	c.Backoff = c.Backoff.WithDefaults()
 	c.Sender.MaxRetryAfter = cmp.Or(c.Sender.MaxRetryAfter, c.Backoff.Max)
+	c.MaxTimeout = cmp.Or(c.MaxTimeout, store.DefaultMaxTimeout)
+	// Requests obey the cap as it is now, not as it was when a repeater was saved.
+	c.Sender.MaxTimeout = c.MaxTimeout
 	c.Sender = c.Sender.WithDefaults()
 	c.Legacy.Schedule.Max = cmp.Or(c.Legacy.Schedule.Max, c.Backoff.Max)
 	c.Legacy.Schedule = c.Legacy.Schedule.WithDefaults()
 	c.Legacy.Claim = cmp.Or(c.Legacy.Claim, repeaters.DefaultLegacyClaim)
 	c.Dispatcher = c.Dispatcher.WithDefaults()
-	c.MaxTimeout = cmp.Or(c.MaxTimeout, store.DefaultMaxTimeout)
 	c.Worker = c.Worker.WithDefaults()
 	c.Scheduler = c.Scheduler.WithDefaults()
 	if c.Clock == nil {
