@@ -118,6 +118,15 @@ func (s *Store) RepeatersInBackoff(ctx context.Context) (int64, error) {
 	return n, err
 }
 
+// RepeatersPaced counts repeaters, neither deleted nor paused, held to a
+// pace learned from their endpoint's refusals (adaptive pacing).
+func (s *Store) RepeatersPaced(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM repeaters
+		WHERE NOT is_deleted AND NOT is_paused AND pace_per_s > 0`).Scan(&n)
+	return n, err
+}
+
 // PgCronAvailable reports whether the pg_cron extension is installed in this
 // database (it can only be installed in the database pg_cron runs jobs in).
 // Any error reads as "not available": the caller then schedules the refresh

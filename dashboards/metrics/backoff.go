@@ -6,37 +6,51 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// RepeatersInBackoff is the name of the gauge of repeaters waiting out a
-// backoff.
-const RepeatersInBackoff = "repeaterd_repeaters_in_backoff"
+// Names of the gauges of repeaters held back from their endpoints.
+const (
+	RepeatersInBackoff = "repeaterd_repeaters_in_backoff"
+	RepeatersPaced     = "repeaterd_repeaters_paced"
+)
 
-// backoffCounter is what the repeaters-in-backoff gauge reads; *store.Store
-// is one.
-type backoffCounter interface {
+// heldBackCounter is what the held-back gauges read; *store.Store is one.
+type heldBackCounter interface {
 	RepeatersInBackoff(ctx context.Context) (int64, error)
+	RepeatersPaced(ctx context.Context) (int64, error)
 }
 
-// repeatersInBackoffCollector exports repeaterd_repeaters_in_backoff, counted
-// at scrape time on a partial index, so it is never stale.
-type repeatersInBackoffCollector struct {
-	src  backoffCounter
-	desc *prometheus.Desc
+// heldBackCollector exports the repeaters waiting out a backoff and those
+// held to a learned pace, counted at scrape time, so never stale.
+type heldBackCollector struct {
+	src           heldBackCounter
+	backoff, pace *prometheus.Desc
 }
 
-func newRepeatersInBackoffCollector(src backoffCounter) *repeatersInBackoffCollector {
-	return &repeatersInBackoffCollector{src: src, desc: prometheus.NewDesc(RepeatersInBackoff,
-		"Repeaters, neither deleted nor paused, backed off until a future time.", nil, nil)}
+func newHeldBackCollector(src heldBackCounter) *heldBackCollector {
+	return &heldBackCollector{src: src,
+		backoff: prometheus.NewDesc(RepeatersInBackoff,
+			"Repeaters, neither deleted nor paused, backed off until a future time.", nil, nil),
+		pace: prometheus.NewDesc(RepeatersPaced,
+			"Repeaters, neither deleted nor paused, held to a pace learned from their endpoint's refusals.", nil, nil)}
 }
 
-func (c *repeatersInBackoffCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *heldBackCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.backoff
+	ch <- c.pace
+}
 
-func (c *repeatersInBackoffCollector) Collect(ch chan<- prometheus.Metric) {
+func (c *heldBackCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()
 	n, err := c.src.RepeatersInBackoff(ctx)
+	gauge(ch, c.backoff, n, err)
+	n, err = c.src.RepeatersPaced(ctx)
+	gauge(ch, c.pace, n, err)
+}
+
+func gauge(ch chan<- prometheus.Metric, desc *prometheus.Desc, n int64, err error) {
 	if err != nil {
-		ch <- prometheus.NewInvalidMetric(c.desc, err)
+		ch <- prometheus.NewInvalidMetric(desc, err)
 		return
 	}
-	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n))
+	ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(n))
 }

@@ -63,7 +63,7 @@ func NewRegistry(cfg Config) (*prometheus.Registry, error) {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	}
 	if cfg.Store != nil {
-		cs = append(cs, NewInvariantsCollector(cfg.Store), newRepeatersInBackoffCollector(cfg.Store),
+		cs = append(cs, NewInvariantsCollector(cfg.Store), newHeldBackCollector(cfg.Store),
 			newBacklogCollector(cfg.Store))
 	}
 	if cfg.Inspector != nil {

@@ -77,6 +77,7 @@ func TestRegistryExportsEveryRole(t *testing.T) {
 		"process_start_time_seconds",
 		metrics.InvariantsLastRefresh,
 		metrics.RepeatersInBackoff,
+		metrics.RepeatersPaced,
 		`asynq_queue_size{queue="repeaters"}`,
 		`asynq_queue_latency_seconds{queue="repeaters"}`,
 		`repeaterd_deliveries_total{outcome="success"}`,
@@ -123,7 +124,11 @@ func TestRegistryExportsEveryRole(t *testing.T) {
 	if _, err := client.Enqueue(asynq.NewTask("test:noop", nil), asynq.Queue("repeaters"), asynq.ProcessIn(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
+	db.exec(`UPDATE repeaters SET pace_per_s = 2.5 WHERE id = $1`, r.ID)
 	got = scrape(t, reg)
+	if got[metrics.RepeatersPaced] != 1 {
+		t.Errorf("paced = %v after one repeater was paced; want 1", got[metrics.RepeatersPaced])
+	}
 	if got[metrics.RepeatersInBackoff] != 1 || got[`asynq_queue_size{queue="repeaters"}`] != 2 {
 		t.Fatalf("after a backoff and an enqueue: in backoff %v, queue size %v; want 1, 2",
 			got[metrics.RepeatersInBackoff], got[`asynq_queue_size{queue="repeaters"}`])
