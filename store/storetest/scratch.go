@@ -31,7 +31,7 @@ func NewScratchDB(t testing.TB, settings ...string) string {
 	t.Helper()
 	bindir, err := postgresBinDir()
 	if err != nil {
-		t.Skipf("storetest: no Postgres server binaries: %v", err)
+		t.Fatalf("storetest: no Postgres server binaries (scripts/services.sh up installs them): %v", err)
 	}
 	// Under /var/tmp, not the test's temp dir: the server's user must reach it.
 	dir, err := os.MkdirTemp("/var/tmp", "repeaterd-scratch-")
