@@ -28,7 +28,21 @@ type Processor struct {
 	// repeater (not for a stale or repeated token). It must not block.
 	// Defaults to none.
 	OnApplied func(repeaterID int64, d store.BatchDecision)
+	// FollowOns is how many more batches one task may send for its
+	// repeater, without a trip back through the dispatcher and the queue,
+	// while each batch comes back full and clean (followOn). Defaults to
+	// DefaultFollowOns; negative: none.
+	FollowOns int
 }
+
+// DefaultFollowOns: a task sends at most five batches. A repeater with a
+// backlog keeps its worker that long (bounded by followOnBudget too);
+// another repeater waits for its turn no more than that.
+const DefaultFollowOns = 4
+
+// followOnBudget ends a task's follow-on batches: a slow endpoint's task
+// goes back through the dispatcher, which shares the pool between domains.
+const followOnBudget = time.Second
 
 // recordTimeout bounds the writes after a batch, which run even when the
 // task's context has ended (shutdown) so nothing sent goes unrecorded.
@@ -82,23 +96,58 @@ func (p *Processor) ProcessBatch(ctx context.Context, b Batch) (BatchEnd, error)
 			return EndUpdate, err
 		}
 	}
-	if r.IsDeleted || r.IsPaused || p.backedOff(r) {
-		return EndRelease, nil // nothing sent
+	began := time.Now()
+	for n := 0; ; n++ {
+		if r.IsDeleted || r.IsPaused || p.backedOff(r) {
+			return EndRelease, nil // nothing sent
+		}
+		recs, err := p.Store.ClaimReadyRecords(ctx, r.ID, b.Limit, b.Owner(), p.Locker.TTL())
+		if err != nil {
+			return EndUpdate, err
+		}
+		if len(recs) == 0 {
+			return EndRelease, nil
+		}
+		outcomes, unsent := p.send(ctx, r, b, recs)
+		sum := store.Summarize(outcomes)
+		used += sum.Attempted
+		v, err := p.record(ctx, r, b, outcomes, unsent)
+		if err != nil {
+			return EndUpdate, err
+		}
+		logCancelled(p.Logger, r.Domain, r.ID, recs, outcomes)
+		if !p.followOn(ctx, b, n, began, len(recs), sum, v) {
+			return EndRelease, nil
+		}
+		followOns.Inc()
+		// Fresh, for what the batch decided and what an operator changed.
+		if r, err = p.Store.GetRepeater(ctx, b.RepeaterID); err != nil {
+			return EndRelease, err
+		}
 	}
-	recs, err := p.Store.ClaimReadyRecords(ctx, r.ID, b.Limit, b.Owner(), p.Locker.TTL())
-	if err != nil {
-		return EndUpdate, err
+}
+
+// followOn reports whether the task should send another batch for its
+// repeater at once: the batch after a full, clean one (every record
+// delivered, the repeater neither paced nor backed off) is likely full
+// too, and the dispatcher would only hand it straight back. Not for a
+// rate-limited repeater (its tokens are reserved a batch at a time), not
+// past the task's share (FollowOns, followOnBudget), not while the worker
+// stops, and only while the batch still holds the lock.
+func (p *Processor) followOn(ctx context.Context, b Batch, n int, began time.Time, claimed int,
+	sum store.BatchSummary, v *verdict) bool {
+	most := p.FollowOns
+	if most == 0 {
+		most = DefaultFollowOns
 	}
-	if len(recs) == 0 {
-		return EndRelease, nil
+	switch {
+	case n >= most, time.Since(began) >= followOnBudget, ctx.Err() != nil, b.Reserved > 0,
+		claimed < b.Limit, sum.Succeeded < claimed, v == nil,
+		v.d.NextAttemptAt != nil, v.d.PacePerS > 0:
+		return false
 	}
-	outcomes, unsent := p.send(ctx, r, b, recs)
-	used = store.Summarize(outcomes).Attempted
-	if err := p.record(ctx, r, b, outcomes, unsent); err != nil {
-		return EndUpdate, err
-	}
-	logCancelled(p.Logger, r.Domain, r.ID, recs, outcomes)
-	return EndRelease, nil
+	held, err := p.Locker.Extend(ctx, b.RepeaterID, b.Token)
+	return err == nil && held
 }
 
 // noteUsed tells the dispatcher how many of the batch's tokens it used.
@@ -198,31 +247,33 @@ func (p *Processor) keep(ctx context.Context, stop context.CancelFunc, b Batch, 
 // record frees the claims of records never started and writes the
 // outcomes, applied to the repeater (Store.RecordAndApply), in one
 // transaction: two round trips, one commit.
-func (p *Processor) record(ctx context.Context, r *store.Repeater, b Batch, outcomes []store.Outcome, unsent []int64) error {
+// It returns the batch's verdict when it was applied, else nil.
+func (p *Processor) record(ctx context.Context, r *store.Repeater, b Batch, outcomes []store.Outcome, unsent []int64) (*verdict, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
 	if len(outcomes) == 0 {
 		_, err := p.Store.RecordBatch(ctx, store.RecordBatchParams{Unsent: unsent, Owner: b.Owner()})
-		return err
+		return nil, err
 	}
 	mark := &store.BatchMark{RepeaterID: r.ID, Token: b.Token, Summary: store.Summarize(outcomes)}
 	v := p.newVerdict()
 	changed, applied, err := p.Store.RecordAndApply(ctx,
 		store.RecordBatchParams{Outcomes: outcomes, Mark: mark, Unsent: unsent, Owner: b.Owner()}, v.decide)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	countLate(len(outcomes) - changed)
 	if p.OnRecorded != nil {
 		p.OnRecorded(b, mark.Summary)
 	}
-	if applied {
-		// The batch is stored and applied: a failure here must not send it again.
-		if err := v.stored(ctx, r.ID); err != nil {
-			p.Logger.Warn("after applying the batch", "repeater", r.ID, "err", err)
-		}
+	if !applied {
+		return nil, nil
 	}
-	return nil
+	// The batch is stored and applied: a failure here must not send it again.
+	if err := v.stored(ctx, r.ID); err != nil {
+		p.Logger.Warn("after applying the batch", "repeater", r.ID, "err", err)
+	}
+	return v, nil
 }
 
 // UpdateRepeater applies a recorded batch's outcome to its repeater (once

@@ -42,6 +42,7 @@ func TestProcessorSendsABatchAndRecordsItsOutcomes(t *testing.T) {
 	rc, r := e.receivingRepeater(t, "a", nil)
 	ids := storetest.Records(t, e.st, r, 5)
 	p, ev := e.newProcessor()
+	p.FollowOns = -1 // one batch: follow-ons are followon_test.go's
 	b := e.lockedBatch(t, r, 3)
 
 	processBatch(t, p, b)

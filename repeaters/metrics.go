@@ -39,6 +39,10 @@ var (
 		Name: "repeaterd_late_outcomes_total",
 		Help: "Attempts recorded after their claim was lost: logged, but they did not change the record.",
 	})
+	followOns = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "repeaterd_follow_on_batches_total",
+		Help: "Batches a worker sent straight after a full, clean batch of the same repeater, without the dispatcher.",
+	})
 	leading = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "repeaterd_dispatcher_leader",
 		Help: "1 while this process leads the dispatcher.",
@@ -68,5 +72,5 @@ func countersBy(name, help, label string, values ...string) *prometheus.CounterV
 // Collectors returns the engine's metrics for registration.
 func Collectors() []prometheus.Collector {
 	return []prometheus.Collector{deliveries, deliveryDuration, passDuration, readyRepeaters, skips, batchesEnqueued,
-		lateBatches, lateOutcomes, leading}
+		lateBatches, lateOutcomes, followOns, leading}
 }

@@ -74,6 +74,7 @@ Scenarios ("all" runs every one):
 	f.StringVar(&opt.Size, "size", "full", `"full", "quick", or the scenario's own size (see above)`)
 	f.IntVar(&opt.Runs, "runs", 20, "timed runs per query and size (readiness)")
 	f.DurationVar(&opt.Duration, "duration", 0, "override the scenario's window (dead-endpoint 60s, legacy throughput, stats load)")
+	f.IntVar(&opt.Repeaters, "repeaters", 0, "repeaters the throughput backlog is spread over (default 200, in up to 50 domains)")
 	f.BoolVar(&opt.KeepDB, "keep-db", false, "keep the scenario's database afterwards")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the in-process engine roles and the bench) to this file; throughput profiles only its new-path phase on DATABASE_URL")
 	return cmd

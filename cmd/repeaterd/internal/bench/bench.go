@@ -52,6 +52,9 @@ type Options struct {
 	Size string
 	// Runs is how many timed runs the readiness query gets per size. Defaults to 20.
 	Runs int
+	// Repeaters is how many repeaters the throughput backlog is spread over,
+	// in up to 50 domains. Defaults to 200.
+	Repeaters int
 	// Duration overrides the dead-endpoint window (60s) and the stats load
 	// window.
 	Duration time.Duration

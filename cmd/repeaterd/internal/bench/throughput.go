@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -21,7 +22,12 @@ import (
 // under a plain keep-alive load generator.
 func runThroughput(ctx context.Context, e *env) error {
 	total := e.size
-	const nDomains, nRepeaters = 50, 200
+	if e.opt.Repeaters < 0 {
+		return fmt.Errorf("--repeaters %d: want a positive count", e.opt.Repeaters)
+	}
+	nRepeaters := cmp.Or(e.opt.Repeaters, 200)
+	nDomains := min(50, nRepeaters)
+	nRepeaters -= nRepeaters % nDomains // whole repeaters per domain
 	newLimit := 10 * time.Minute
 	legacyLimit := e.durationOf(2*time.Minute, 45*time.Second)
 	if e.opt.Duration > 0 {
