@@ -26,7 +26,12 @@ func drillLength(short, long time.Duration) time.Duration {
 	return short
 }
 
-// steadyLoad registers records on every repeater until stop is closed.
+// steadyLoad registers records on every repeater until stop is closed, as
+// a careful client does: two records a call, each with an idempotency key,
+// and a call that failed is retried with the same keys until it succeeds.
+// A failed call may still have committed (an outage can cut the answer
+// after the commit); the retry then finds the records instead of writing
+// them again, so total counts every record stored, once.
 type steadyLoad struct {
 	h     *harness
 	reps  []*store.Repeater
@@ -35,25 +40,51 @@ type steadyLoad struct {
 	total atomic.Int64
 }
 
+// loadRetryFor bounds how long the load retries a failed call after stop
+// (the drills stop it once the system is back).
+const loadRetryFor = 30 * time.Second
+
 func startLoad(h *harness, reps ...*store.Repeater) *steadyLoad {
 	l := &steadyLoad{h: h, reps: reps, stop: make(chan struct{})}
 	l.done.Add(1)
 	go func() {
 		defer l.done.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-l.stop:
-				return
-			case <-time.After(10 * time.Millisecond):
+		var stoppedAt time.Time
+		for n, pending := 0, false; ; {
+			time.Sleep(10 * time.Millisecond)
+			if stoppedAt.IsZero() {
+				select {
+				case <-l.stop:
+					stoppedAt = time.Now()
+				default:
+				}
 			}
-			r := reps[i%len(reps)]
-			bodies := [][]byte{[]byte(fmt.Sprintf(`{"i":%d}`, i)), []byte(fmt.Sprintf(`{"i":%d,"b":1}`, i))}
-			if _, err := h.eng.Store.RegisterMany(ctx, r.ID, "", bodies); err == nil {
-				l.total.Add(2)
-			} // a registration refused during an outage is the client's to retry: it was never accepted
+			if !stoppedAt.IsZero() && (!pending || time.Since(stoppedAt) > loadRetryFor) {
+				return // stopped, with nothing pending (or given up on)
+			}
+			if l.register(reps[n%len(reps)], n) {
+				n, pending = n+1, false
+			} else {
+				pending = true // retried with the same keys
+			}
 		}
 	}()
 	return l
+}
+
+// register stores call n's two records on r, keyed by n; false when the
+// call failed (the client's to retry).
+func (l *steadyLoad) register(r *store.Repeater, n int) bool {
+	items := make([]store.BatchItem, 2)
+	for j := range items {
+		items[j] = store.BatchItem{RepeaterID: r.ID, IdempotencyKey: fmt.Sprintf("load-%d-%d", n, j),
+			Body: []byte(fmt.Sprintf(`{"i":%d,"b":%d}`, n, j))}
+	}
+	if _, err := l.h.eng.Store.RegisterBatch(ctx, items, func(string) bool { return true }); err != nil {
+		return false
+	}
+	l.total.Add(2)
+	return true
 }
 
 // lastID is the newest record's id: what is registered after it came later.
