@@ -140,10 +140,12 @@ func (p *Processor) followOn(ctx context.Context, b Batch, n int, began time.Tim
 	if most == 0 {
 		most = DefaultFollowOns
 	}
+	if v == nil { // not applied: another batch's update comes first
+		return false
+	}
 	switch {
 	case n >= most, time.Since(began) >= followOnBudget, ctx.Err() != nil, b.Reserved > 0,
-		claimed < b.Limit, sum.Succeeded < claimed, v == nil,
-		v.d.NextAttemptAt != nil, v.d.PacePerS > 0:
+		claimed < b.Limit, sum.Succeeded < claimed, v.d.NextAttemptAt != nil, v.d.PacePerS > 0:
 		return false
 	}
 	held, err := p.Locker.Extend(ctx, b.RepeaterID, b.Token)
