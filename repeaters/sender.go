@@ -29,8 +29,6 @@ const (
 )
 
 const (
-	// maxIdleConnsPerHost keeps a connection per worker of a busy repeater.
-	maxIdleConnsPerHost = 64
 	// senderDialTimeout bounds a connect. net/http dials apart from the
 	// request's context (so another request may use the connection), which
 	// leaves this as the only limit on a dial to a black-holed address.
@@ -109,8 +107,12 @@ func NewSender(cfg SenderConfig) *Sender {
 		Proxy:                 nil, // only EgressProxy, which judges destinations itself (proxy.go)
 		DialContext:           dialer.DialContext,
 		ForceAttemptHTTP2:     true, // a custom DialContext turns HTTP/2 off otherwise
+		// Many repeaters often share one receiving host, so one host may
+		// have every request in flight: keep all their connections for the
+		// next wave rather than re-dial (and re-handshake) the surplus. The
+		// in-flight cap bounds how many there can be.
 		MaxIdleConns:          cfg.MaxInFlight,
-		MaxIdleConnsPerHost:   min(maxIdleConnsPerHost, cfg.MaxInFlight),
+		MaxIdleConnsPerHost:   cfg.MaxInFlight,
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,

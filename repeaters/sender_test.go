@@ -3,6 +3,7 @@ package repeaters
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -568,5 +569,49 @@ func TestSendTimeoutIsCappedByMaxTimeout(t *testing.T) {
 	}
 	if took := time.Since(began); took > 10*time.Second {
 		t.Fatalf("the send took %s; the cap is 80ms", took)
+	}
+}
+
+// TestSendKeepsConnectionsOfABusyHost: many repeaters often share one
+// receiving host. Waves of more concurrent requests than a small idle pool
+// keeps must reuse the first wave's connections, not close and re-dial
+// (with TLS, a handshake each) the surplus every wave.
+func TestSendKeepsConnectionsOfABusyHost(t *testing.T) {
+	const perWave, waves = 100, 3
+	var conns atomic.Int32
+	var sink atomic.Pointer[concurrencySink]
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sink.Load().ServeHTTP(w, r)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	s := newHTTPSender(t, SenderConfig{AllowPrivateTargets: true})
+	recs := make([]store.ReadyRecord, perWave)
+	for i := range recs {
+		recs[i] = *httpRecord(int64(i+1), "{}")
+	}
+	for wave := range waves {
+		wait := newConcurrencySink(perWave)
+		sink.Store(wait)
+		done := make(chan []store.Outcome, 1)
+		go func() {
+			out, _ := s.SendBatch(context.Background(), httpRepeater(srv.URL), recs, perWave)
+			done <- out
+		}()
+		awaitSignal(t, wait.full, fmt.Sprintf("wave %d's %d requests in flight together", wave, perWave))
+		close(wait.release)
+		for _, o := range awaitSignal(t, done, "the wave") {
+			if o.State != store.StateSuccess {
+				t.Fatalf("wave %d: %+v", wave, o)
+			}
+		}
+	}
+	if n := conns.Load(); n != perWave {
+		t.Errorf("%d waves of %d requests in flight together opened %d connections, want %d", waves, perWave, n, perWave)
 	}
 }

@@ -280,7 +280,8 @@ func newRotateSecretCmd() *cobra.Command {
 }
 
 // newRepeaterTestCmd is `repeaters test`: one signed test request now,
-// through a sender configured as `run`'s (private targets, egress proxy).
+// through a sender configured as `run`'s (private targets, egress proxy,
+// the timeout cap).
 func newRepeaterTestCmd() *cobra.Command {
 	var cfg repeaters.SenderConfig
 	cmd := newIDCmd("test", "Send a signed test request to a repeater's endpoint now and show the answer (writes nothing)",
@@ -288,6 +289,9 @@ func newRepeaterTestCmd() *cobra.Command {
 			r, err := st.GetRepeater(cmd.Context(), id)
 			if err != nil {
 				return err
+			}
+			if cfg.MaxTimeout <= 0 {
+				return fmt.Errorf("--max-timeout must be positive, got %s", cfg.MaxTimeout)
 			}
 			sender := repeaters.NewSender(cfg)
 			defer sender.Close()
@@ -298,9 +302,10 @@ func newRepeaterTestCmd() *cobra.Command {
 			})
 		})
 	cmd.PreRunE = func(cmd *cobra.Command, _ []string) error {
-		return bindEnv(cmd.Flags(), "allow-private-targets", "egress-proxy")
+		return bindEnv(cmd.Flags(), "allow-private-targets", "egress-proxy", "max-timeout")
 	}
 	cmd.Flags().BoolVar(&cfg.AllowPrivateTargets, "allow-private-targets", false, "allow a loopback or private endpoint (env REPEATERD_ALLOW_PRIVATE_TARGETS)")
 	cmd.Flags().StringVar(&cfg.EgressProxy, "egress-proxy", "", "send through this HTTP proxy (env REPEATERD_EGRESS_PROXY)")
+	cmd.Flags().DurationVar(&cfg.MaxTimeout, "max-timeout", store.DefaultMaxTimeout, "cap on the request's timeout, as `run --max-timeout` (env REPEATERD_MAX_TIMEOUT)")
 	return cmd
 }

@@ -98,3 +98,35 @@ func TestCLIConnections(t *testing.T) {
 		t.Fatalf("%d connections left, %v", n, err)
 	}
 }
+
+// TestCLIRepeaterTestObeysMaxTimeout: `repeaters test` waits no longer than
+// the cap `run` enforces, however long a timeout the repeater was saved with.
+func TestCLIRepeaterTestObeysMaxTimeout(t *testing.T) {
+	hung := make(chan struct{})
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-hung:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(sink.Close)
+	t.Cleanup(func() { close(hung) })
+	e := newOpsEnv(t)
+	r := e.repeater("acme", sink.URL+"/hang")
+	r.TimeoutMS = 20000
+	if err := e.st.UpdateRepeater(t.Context(), r); err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		State      string `json:"state"`
+		DurationMS int    `json:"duration_ms"`
+	}
+	start := time.Now()
+	e.mustJSON(&res, "repeaters", "test", fmt.Sprint(r.ID), "--allow-private-targets", "--max-timeout", "300ms")
+	if res.State == "success" || res.DurationMS >= 5000 || time.Since(start) >= 10*time.Second {
+		t.Fatalf("a test against a hung endpoint with --max-timeout 300ms: %+v after %s, want a failure within the cap", res, time.Since(start))
+	}
+	if msg := e.mustFail("repeaters", "test", fmt.Sprint(r.ID), "--max-timeout", "-1s"); !strings.Contains(msg, "--max-timeout must be positive") {
+		t.Fatalf("a negative --max-timeout: %s", msg)
+	}
+}
