@@ -104,9 +104,9 @@ func NewSender(cfg SenderConfig) *Sender {
 		dialer.Control = guardDial
 	}
 	transport := &http.Transport{
-		Proxy:                 nil, // only EgressProxy, which judges destinations itself (proxy.go)
-		DialContext:           dialer.DialContext,
-		ForceAttemptHTTP2:     true, // a custom DialContext turns HTTP/2 off otherwise
+		Proxy:             nil, // only EgressProxy, which judges destinations itself (proxy.go)
+		DialContext:       dialer.DialContext,
+		ForceAttemptHTTP2: true, // a custom DialContext turns HTTP/2 off otherwise
 		// Many repeaters often share one receiving host, so one host may
 		// have every request in flight: keep all their connections for the
 		// next wave rather than re-dial (and re-handshake) the surplus. The
