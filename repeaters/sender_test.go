@@ -341,11 +341,12 @@ func TestSendResponseCap(t *testing.T) {
 	}
 }
 
-func TestSendReusesConnections(t *testing.T) {
-	var conns atomic.Int32
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		io.WriteString(w, "ok")
-	}))
+// newConnCountingSink starts a loopback server, closed when the test ends,
+// that counts the connections it accepts.
+func newConnCountingSink(t *testing.T, h http.HandlerFunc) (*httptest.Server, *atomic.Int32) {
+	t.Helper()
+	conns := new(atomic.Int32)
+	srv := httptest.NewUnstartedServer(h)
 	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
 		if st == http.StateNew {
 			conns.Add(1)
@@ -353,6 +354,13 @@ func TestSendReusesConnections(t *testing.T) {
 	}
 	srv.Start()
 	t.Cleanup(srv.Close)
+	return srv, conns
+}
+
+func TestSendReusesConnections(t *testing.T) {
+	srv, conns := newConnCountingSink(t, func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, "ok")
+	})
 	s := newHTTPSender(t, SenderConfig{AllowPrivateTargets: true})
 	for i := range 3 {
 		if out := s.Send(context.Background(), httpRepeater(srv.URL), httpRecord(int64(i), "{}")); out.State != store.StateSuccess {
@@ -578,18 +586,10 @@ func TestSendTimeoutIsCappedByMaxTimeout(t *testing.T) {
 // (with TLS, a handshake each) the surplus every wave.
 func TestSendKeepsConnectionsOfABusyHost(t *testing.T) {
 	const perWave, waves = 100, 3
-	var conns atomic.Int32
 	var sink atomic.Pointer[concurrencySink]
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv, conns := newConnCountingSink(t, func(w http.ResponseWriter, r *http.Request) {
 		sink.Load().ServeHTTP(w, r)
-	}))
-	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-		if st == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	srv.Start()
-	t.Cleanup(srv.Close)
+	})
 	s := newHTTPSender(t, SenderConfig{AllowPrivateTargets: true})
 	recs := make([]store.ReadyRecord, perWave)
 	for i := range recs {
